@@ -1,0 +1,3 @@
+//! DataNet realtime pub/sub client for TouchDesigner.
+
+pub mod protocol;
