@@ -1,4 +1,13 @@
 //! Sans-IO protocol core: everything DataNet's wire protocol says, with no sockets,
 //! threads or clocks. The client drives it; tests feed it PROTOCOL.md's vectors.
 
+pub mod backoff;
 pub mod base64;
+pub mod channel;
+pub mod envelope;
+pub mod error;
+pub mod flatten;
+pub mod jwt;
+pub mod outbound;
+pub mod rest;
+pub mod subscriptions;
