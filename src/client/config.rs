@@ -1,0 +1,220 @@
+//! Client configuration, read from the JSON object the C ABI receives. Unknown
+//! keys are refused so that a typo in an artist's config is an error, not a
+//! silently ignored setting.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::protocol::error::{DataNetError, INVALID_ARGUMENT};
+
+pub const DEFAULT_API_URL: &str = "https://api.datanet.art";
+pub const DEFAULT_WS_URL: &str = "wss://ws.datanet.art";
+
+/// Every setting of one client. `Debug` is implemented by hand to keep the API
+/// key out of any output.
+#[derive(Clone)]
+pub struct Config {
+    pub api_key: String,
+    pub api_url: String,
+    pub ws_url: String,
+    pub device_id: Option<String>,
+    pub client_id: Option<String>,
+    pub device_name: Option<String>,
+    /// 0 = unlimited (the default for a live show).
+    pub max_reconnect_attempts: u32,
+    pub heartbeat_interval: Duration,
+    pub reconnect_base: Duration,
+    pub reconnect_max: Duration,
+    /// Limit for each of: the token request, and the WebSocket handshake up to `connected`.
+    pub connect_timeout: Duration,
+    pub inbound_queue_capacity: usize,
+    pub outbound_max_messages: usize,
+    pub outbound_max_bytes: usize,
+    pub max_events_per_poll: usize,
+    pub max_message_bytes: usize,
+    /// Upper bound on distinct numeric channels in the last-value store.
+    pub max_numeric_channels: usize,
+    /// Extra trusted CA certificates (PEM), for self-hosted gateways.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn new(api_key: &str) -> Self {
+        Config {
+            api_key: api_key.to_string(),
+            api_url: DEFAULT_API_URL.into(),
+            ws_url: DEFAULT_WS_URL.into(),
+            device_id: None,
+            client_id: None,
+            device_name: None,
+            max_reconnect_attempts: 0,
+            heartbeat_interval: Duration::from_secs(30),
+            reconnect_base: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            inbound_queue_capacity: 10_000,
+            outbound_max_messages: 1_000,
+            outbound_max_bytes: 4 << 20,
+            max_events_per_poll: 1_000,
+            max_message_bytes: 1 << 20,
+            max_numeric_channels: 10_000,
+            ca_file: None,
+        }
+    }
+
+    /// Reads a JSON object; `api_key` is required, everything else has a default.
+    pub fn from_json(text: &str) -> Result<Config, DataNetError> {
+        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else {
+            return Err(invalid("config must be a JSON object"));
+        };
+        let mut reader = Reader { map };
+        let api_key = reader.string("api_key")?.ok_or_else(|| invalid("config needs a non-empty \"api_key\""))?;
+        if api_key.is_empty() {
+            return Err(invalid("config needs a non-empty \"api_key\""));
+        }
+        let mut c = Config::new(&api_key);
+        if let Some(url) = reader.string("api_url")? {
+            c.api_url = url;
+        }
+        if let Some(url) = reader.string("ws_url")? {
+            c.ws_url = url;
+        }
+        c.device_id = reader.string("device_id")?;
+        c.client_id = reader.string("client_id")?;
+        c.device_name = reader.string("device_name")?;
+        c.ca_file = reader.string("ca_file")?.filter(|p| !p.is_empty()).map(PathBuf::from);
+        if let Some(n) = reader.integer("max_reconnect_attempts", 0, u32::MAX as u64)? {
+            c.max_reconnect_attempts = n as u32;
+        }
+        let ms = |r: &mut Reader, key: &str, min: u64, target: &mut Duration| -> Result<(), DataNetError> {
+            if let Some(n) = r.integer(key, min, 86_400_000)? {
+                *target = Duration::from_millis(n);
+            }
+            Ok(())
+        };
+        ms(&mut reader, "heartbeat_interval_ms", 10, &mut c.heartbeat_interval)?;
+        ms(&mut reader, "reconnect_base_ms", 1, &mut c.reconnect_base)?;
+        ms(&mut reader, "reconnect_max_ms", 1, &mut c.reconnect_max)?;
+        ms(&mut reader, "connect_timeout_ms", 10, &mut c.connect_timeout)?;
+        let count = |r: &mut Reader, key: &str, max: u64, target: &mut usize| -> Result<(), DataNetError> {
+            if let Some(n) = r.integer(key, 1, max)? {
+                *target = n as usize;
+            }
+            Ok(())
+        };
+        count(&mut reader, "inbound_queue_capacity", 10_000_000, &mut c.inbound_queue_capacity)?;
+        count(&mut reader, "outbound_max_messages", 10_000_000, &mut c.outbound_max_messages)?;
+        count(&mut reader, "outbound_max_bytes", 1 << 32, &mut c.outbound_max_bytes)?;
+        count(&mut reader, "max_events_per_poll", 10_000_000, &mut c.max_events_per_poll)?;
+        count(&mut reader, "max_message_bytes", 1 << 30, &mut c.max_message_bytes)?;
+        count(&mut reader, "max_numeric_channels", 10_000_000, &mut c.max_numeric_channels)?;
+        if let Some(unknown) = reader.map.keys().next() {
+            return Err(invalid(format!("unknown config key \"{unknown}\"")));
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), DataNetError> {
+        let scheme_ok =
+            |url: &str, schemes: [&str; 2]| schemes.iter().any(|s| url.starts_with(s) && url.len() > s.len());
+        if !scheme_ok(&self.api_url, ["http://", "https://"]) {
+            return Err(invalid("api_url must start with http:// or https://"));
+        }
+        if !scheme_ok(&self.ws_url, ["ws://", "wss://"]) {
+            return Err(invalid("ws_url must start with ws:// or wss://"));
+        }
+        if self.reconnect_max < self.reconnect_base {
+            return Err(invalid("reconnect_max_ms must not be below reconnect_base_ms"));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("api_key", &"[redacted]")
+            .field("api_url", &self.api_url)
+            .field("ws_url", &self.ws_url)
+            .field("device_id", &self.device_id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Reader {
+    map: Map<String, Value>,
+}
+
+impl Reader {
+    /// A string, or None for absent/null. Removes the key so leftovers are unknown keys.
+    fn string(&mut self, key: &str) -> Result<Option<String>, DataNetError> {
+        match self.map.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(invalid(format!("config key \"{key}\" must be a string"))),
+        }
+    }
+
+    fn integer(&mut self, key: &str, min: u64, max: u64) -> Result<Option<u64>, DataNetError> {
+        match self.map.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if (min..=max).contains(&v) => Ok(Some(v)),
+                _ => Err(invalid(format!("config key \"{key}\" must be an integer in {min}..={max}"))),
+            },
+            Some(_) => Err(invalid(format!("config key \"{key}\" must be an integer"))),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> DataNetError {
+    DataNetError::new(INVALID_ARGUMENT, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::from_json(r#"{"api_key":"ak_1"}"#).unwrap();
+        assert_eq!(c.api_url, DEFAULT_API_URL);
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(30));
+        assert_eq!(c.max_reconnect_attempts, 0);
+        let c = Config::from_json(
+            r#"{"api_key":"ak_1","api_url":"http://localhost:1","ws_url":"ws://localhost:1","heartbeat_interval_ms":100,
+                "outbound_max_messages":5,"device_id":"d","ca_file":null}"#,
+        )
+        .unwrap();
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(100));
+        assert_eq!(c.outbound_max_messages, 5);
+        assert_eq!(c.device_id.as_deref(), Some("d"));
+    }
+
+    #[test]
+    fn clear_errors() {
+        for (text, needle) in [
+            ("[]", "JSON object"),
+            ("{}", "api_key"),
+            (r#"{"api_key":""}"#, "api_key"),
+            (r#"{"api_key":"k","heartbeat_interval_ms":-1}"#, "heartbeat_interval_ms"),
+            (r#"{"api_key":"k","heartbeat_interval_ms":"5"}"#, "heartbeat_interval_ms"),
+            (r#"{"api_key":"k","ws_url":"http://x"}"#, "ws_url"),
+            (r#"{"api_key":"k","hearbeat":1}"#, "unknown config key \"hearbeat\""),
+            (r#"{"api_key":"k","inbound_queue_capacity":0}"#, "inbound_queue_capacity"),
+        ] {
+            let e = Config::from_json(text).unwrap_err();
+            assert_eq!(e.code, INVALID_ARGUMENT);
+            assert!(e.message.contains(needle), "{text}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let c = Config::new("ak_topsecret");
+        assert!(!format!("{c:?}").contains("topsecret"));
+    }
+}

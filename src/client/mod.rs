@@ -1,0 +1,327 @@
+//! The client runtime: one native thread per client runs a tokio current-thread
+//! runtime with the connection task; the API side only touches bounded queues,
+//! the last-value store and counters, so no call ever waits on the network.
+
+mod config;
+mod connection;
+mod event;
+mod status;
+mod store;
+mod tls;
+
+pub use config::{Config, DEFAULT_API_URL, DEFAULT_WS_URL};
+pub use event::{Body, Event, Message};
+pub use status::State;
+pub use store::Snapshot;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::protocol::channel::validate_channel;
+use crate::protocol::envelope::{encode_publish_binary, encode_publish_json};
+use crate::protocol::error::{DataNetError, INVALID_ARGUMENT, NOT_CONNECTED, PRESENCE_FAILED};
+use crate::protocol::outbound::OutboundBuffer;
+use crate::protocol::subscriptions::SubscriptionRegistry;
+use event::{lock, Inbox};
+use status::{Counters, Gauges, Health};
+use store::LastValues;
+
+/// How long `disconnect` (and so `free`) may take, even against a gateway that
+/// stopped answering: TD must never hang on project close.
+pub const DISCONNECT_BUDGET: Duration = Duration::from_millis(500);
+/// Presence requests allowed in flight at once; more are refused with an event.
+const MAX_PRESENCE_IN_FLIGHT: usize = 4;
+
+/// State shared by the API side and the connection task.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub http: ureq::Agent,
+    pub registry: Mutex<SubscriptionRegistry>,
+    /// Bumped on every registry change so the task reconciles only when needed.
+    pub registry_version: AtomicU64,
+    pub outbound: Mutex<OutboundBuffer>,
+    pub inbox: Inbox,
+    pub store: Mutex<LastValues>,
+    pub counters: Counters,
+    pub health: Mutex<Health>,
+    /// The current JWT, for presence requests and redaction.
+    pub token: Mutex<Option<String>>,
+    pub presence_in_flight: AtomicUsize,
+    /// Wakes the connection task: outbound data or a registry change is waiting.
+    pub wake: tokio::sync::Notify,
+}
+
+impl Shared {
+    /// Records and reports an error, with the API key and token scrubbed out.
+    pub fn report_error(&self, error: DataNetError) {
+        let error = self.redact(error);
+        lock(&self.health).last_error = Some(error.clone());
+        self.inbox.push(Event::Error(error));
+    }
+
+    pub fn redact(&self, error: DataNetError) -> DataNetError {
+        let token = lock(&self.token).clone();
+        let mut secrets = vec![self.config.api_key.as_str()];
+        if let Some(token) = token.as_deref() {
+            secrets.push(token);
+        }
+        error.redacted(&secrets)
+    }
+
+    pub fn set_state(&self, state: State) {
+        lock(&self.health).state = state;
+    }
+
+    fn presence_error(&self, channel: &str, error: DataNetError) {
+        self.inbox.push(Event::Presence { channel: channel.to_string(), result: Err(error) });
+    }
+}
+
+struct Worker {
+    stop: tokio::sync::watch::Sender<bool>,
+    presence: tokio::sync::mpsc::Sender<String>,
+    done: crossbeam_channel::Receiver<()>,
+    thread: JoinHandle<()>,
+}
+
+/// One DataNet connection.
+pub struct Client {
+    shared: Arc<Shared>,
+    worker: Mutex<Option<Worker>>,
+}
+
+impl Client {
+    pub fn new(config: Config) -> Result<Client, DataNetError> {
+        config.validate()?;
+        let tls = tls::client_config(config.ca_file.as_deref())?;
+        let http = ureq::AgentBuilder::new()
+            .tls_config(tls.clone())
+            .timeout_connect(config.connect_timeout)
+            .timeout(config.connect_timeout)
+            .build();
+        let shared = Shared {
+            tls,
+            http,
+            registry: Mutex::new(SubscriptionRegistry::default()),
+            registry_version: AtomicU64::new(0),
+            outbound: Mutex::new(OutboundBuffer::new(config.outbound_max_messages, config.outbound_max_bytes)),
+            inbox: Inbox::new(config.inbound_queue_capacity),
+            store: Mutex::new(LastValues::new(config.max_numeric_channels)),
+            counters: Counters::default(),
+            health: Mutex::new(Health::default()),
+            token: Mutex::new(None),
+            presence_in_flight: AtomicUsize::new(0),
+            wake: tokio::sync::Notify::new(),
+            config,
+        };
+        Ok(Client { shared: Arc::new(shared), worker: Mutex::new(None) })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Starts the connection thread; returns at once. Calling it while running is a no-op.
+    pub fn connect(&self) -> Result<(), DataNetError> {
+        let mut worker = lock(&self.worker);
+        if worker.as_ref().is_some_and(|w| !w.thread.is_finished()) {
+            return Ok(());
+        }
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (presence, presence_rx) = tokio::sync::mpsc::channel(MAX_PRESENCE_IN_FLIGHT * 4);
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let shared = self.shared.clone();
+        shared.set_state(State::Connecting);
+        let thread = std::thread::Builder::new()
+            .name("datanet-client".into())
+            .spawn(move || {
+                connection::run_thread(shared, stop_rx, presence_rx);
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| DataNetError::new(INVALID_ARGUMENT, format!("cannot start the client thread: {e}")))?;
+        *worker = Some(Worker { stop, presence, done, thread });
+        Ok(())
+    }
+
+    /// Stops the connection within `DISCONNECT_BUDGET`; safe to call twice or
+    /// before `connect`. Subscriptions and queued publishes are kept for a later
+    /// `connect`.
+    pub fn disconnect(&self) {
+        let Some(worker) = lock(&self.worker).take() else { return };
+        let _ = worker.stop.send(true);
+        if worker.done.recv_timeout(DISCONNECT_BUDGET).is_ok() {
+            let _ = worker.thread.join();
+        }
+        // Otherwise the thread is left to finish on its own: it holds only its Arc.
+        let mut health = lock(&self.shared.health);
+        if health.state != State::Failed {
+            health.state = State::Closed;
+        }
+        health.conn_id = None;
+    }
+
+    pub fn subscribe(&self, channel: &str) -> Result<(), DataNetError> {
+        validate_channel(channel)?;
+        if lock(&self.shared.registry).add(channel) {
+            self.registry_changed();
+        }
+        Ok(())
+    }
+
+    /// Removes one subscriber; the channel is unsubscribed (and its last values
+    /// forgotten) when it was the last. Returns false when nothing was subscribed.
+    pub fn unsubscribe(&self, channel: &str) -> Result<bool, DataNetError> {
+        validate_channel(channel)?;
+        let mut registry = lock(&self.shared.registry);
+        let known = registry.contains(channel);
+        if registry.remove(channel) {
+            drop(registry);
+            lock(&self.shared.store).remove_channel(channel);
+            self.registry_changed();
+        }
+        Ok(known)
+    }
+
+    pub fn subscriptions(&self) -> Vec<String> {
+        lock(&self.shared.registry).channels().map(str::to_string).collect()
+    }
+
+    fn registry_changed(&self) {
+        self.shared.registry_version.fetch_add(1, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+
+    /// Publishes JSON text (any JSON value). Queued when not connected.
+    pub fn publish_json(&self, channel: &str, json_text: &str) -> Result<(), DataNetError> {
+        validate_channel(channel)?;
+        let frame = encode_publish_json(channel, json_text)
+            .map_err(|e| DataNetError::new(INVALID_ARGUMENT, format!("publish data is not valid JSON: {e}")))?;
+        self.enqueue(frame)
+    }
+
+    /// Publishes bytes with a content type (empty = application/octet-stream) and
+    /// optional metadata given as JSON object text.
+    pub fn publish_binary(
+        &self,
+        channel: &str,
+        data: &[u8],
+        content_type: &str,
+        meta_json: Option<&str>,
+    ) -> Result<(), DataNetError> {
+        validate_channel(channel)?;
+        let meta: Option<Map<String, Value>> = match meta_json {
+            None => None,
+            Some(text) => match serde_json::from_str(text) {
+                Ok(Value::Object(map)) => Some(map),
+                Ok(Value::Null) => None,
+                _ => return Err(DataNetError::new(INVALID_ARGUMENT, "metadata must be a JSON object")),
+            },
+        };
+        self.enqueue(encode_publish_binary(channel, data, content_type, meta.as_ref()))
+    }
+
+    fn enqueue(&self, frame: String) -> Result<(), DataNetError> {
+        let max = self.shared.config.max_message_bytes;
+        if frame.len() > max {
+            return Err(DataNetError::new(
+                INVALID_ARGUMENT,
+                format!("message is {} bytes on the wire; max_message_bytes is {max}", frame.len()),
+            ));
+        }
+        let dropped = lock(&self.shared.outbound).push(frame).map_err(|too_large| {
+            DataNetError::new(
+                INVALID_ARGUMENT,
+                format!("message is {} bytes; outbound_max_bytes is {}", too_large.frame_bytes, too_large.max_bytes),
+            )
+        })?;
+        Counters::add(&self.shared.counters.dropped_outbound, dropped);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Asks for a channel's presence; the answer arrives later as a `Presence` event.
+    pub fn request_presence(&self, channel: &str) -> Result<(), DataNetError> {
+        validate_channel(channel)?;
+        let worker = lock(&self.worker);
+        let Some(worker) = worker.as_ref().filter(|w| !w.thread.is_finished()) else {
+            self.shared.presence_error(channel, DataNetError::new(NOT_CONNECTED, "presence needs a connection"));
+            return Ok(());
+        };
+        if worker.presence.try_send(channel.to_string()).is_err() {
+            let busy = DataNetError::new(PRESENCE_FAILED, "too many presence requests in flight");
+            self.shared.presence_error(channel, busy.with_channel(channel));
+        }
+        Ok(())
+    }
+
+    /// Takes the next event, if any.
+    pub fn next_event(&self) -> Option<Event> {
+        self.shared.inbox.pop()
+    }
+
+    /// Gives back an event taken by `next_event` that could not be delivered; it
+    /// comes first next time.
+    pub fn hold_event(&self, event: Event) {
+        self.shared.inbox.hold(event);
+    }
+
+    pub fn pending_events(&self) -> usize {
+        self.shared.inbox.len()
+    }
+
+    pub fn snapshot(&self, known_names_generation: Option<u64>) -> Snapshot {
+        lock(&self.shared.store).snapshot(known_names_generation)
+    }
+
+    /// Runs `f` on the store's numeric values without copying them.
+    pub fn with_values<R>(&self, f: impl FnOnce(u64, u64, &[f64]) -> R) -> R {
+        let store = lock(&self.shared.store);
+        f(store.names_generation(), store.values_version(), store.values())
+    }
+
+    pub fn last_message(&self, channel: &str) -> Option<Arc<Message>> {
+        lock(&self.shared.store).message(channel)
+    }
+
+    pub fn value(&self, channel: &str, key: &str) -> Option<f64> {
+        lock(&self.shared.store).value(channel, key)
+    }
+
+    pub fn state(&self) -> State {
+        lock(&self.shared.health).state
+    }
+
+    /// Status as a JSON value: state, connection id, counters, last error, RTT.
+    pub fn status(&self) -> Value {
+        let health = lock(&self.shared.health).clone();
+        let (queued_outbound, queued_outbound_bytes) = {
+            let outbound = lock(&self.shared.outbound);
+            (outbound.len(), outbound.bytes())
+        };
+        let (numeric_channels, dropped_values) = {
+            let store = lock(&self.shared.store);
+            (store.numeric_len(), store.dropped_numeric())
+        };
+        let gauges = Gauges {
+            dropped_inbound: self.shared.inbox.dropped(),
+            events_pending: self.shared.inbox.len(),
+            queued_outbound,
+            queued_outbound_bytes,
+            subscriptions: lock(&self.shared.registry).len(),
+            numeric_channels,
+            dropped_values,
+        };
+        status::status_json(&health, &self.shared.counters, &gauges)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.disconnect();
+    }
+}

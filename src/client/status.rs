@@ -1,0 +1,109 @@
+//! Connection state, counters and the status report.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use serde_json::{json, Value};
+
+use crate::protocol::error::DataNetError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Idle,
+    Connecting,
+    Connected,
+    Reconnecting,
+    Closed,
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::Connecting => "connecting",
+            State::Connected => "connected",
+            State::Reconnecting => "reconnecting",
+            State::Closed => "closed",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// Monotonic counters, written by the socket thread and read by anyone.
+#[derive(Default)]
+pub struct Counters {
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub dropped_outbound: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub malformed: AtomicU64,
+    /// Unix ms of the newest inbound message; 0 = none yet.
+    pub last_message_ms: AtomicI64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The parts of the status that are not counters.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub state: State,
+    pub conn_id: Option<String>,
+    pub last_error: Option<DataNetError>,
+    pub rtt_ms: Option<f64>,
+    pub reconnect_attempts: u32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health { state: State::Idle, conn_id: None, last_error: None, rtt_ms: None, reconnect_attempts: 0 }
+    }
+}
+
+/// Figures owned by other parts of the client, gathered for one report.
+pub struct Gauges {
+    pub dropped_inbound: u64,
+    pub events_pending: usize,
+    pub queued_outbound: usize,
+    pub queued_outbound_bytes: usize,
+    pub subscriptions: usize,
+    pub numeric_channels: usize,
+    pub dropped_values: u64,
+}
+
+pub fn status_json(health: &Health, counters: &Counters, gauges: &Gauges) -> Value {
+    let c = |counter: &AtomicU64| Counters::get(counter);
+    json!({
+        "state": health.state.as_str(),
+        "conn_id": health.conn_id,
+        "counters": {
+            "received": c(&counters.received),
+            "sent": c(&counters.sent),
+            "bytes_in": c(&counters.bytes_in),
+            "bytes_out": c(&counters.bytes_out),
+            "dropped_inbound": gauges.dropped_inbound,
+            "dropped_outbound": c(&counters.dropped_outbound),
+            "queued_outbound": gauges.queued_outbound,
+            "queued_outbound_bytes": gauges.queued_outbound_bytes,
+            "reconnects": c(&counters.reconnects),
+            "malformed": c(&counters.malformed),
+            "dropped_values": gauges.dropped_values,
+        },
+        "events_pending": gauges.events_pending,
+        "subscriptions": gauges.subscriptions,
+        "numeric_channels": gauges.numeric_channels,
+        "last_error": health.last_error.as_ref().map(DataNetError::to_json),
+        "last_message_ms": Some(counters.last_message_ms.load(Ordering::Relaxed)).filter(|&ms| ms > 0),
+        "rtt_ms": health.rtt_ms,
+        "reconnect_attempts": health.reconnect_attempts,
+    })
+}
