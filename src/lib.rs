@@ -10,4 +10,5 @@
 #![allow(clippy::result_large_err)]
 
 pub mod client;
+pub mod ffi;
 pub mod protocol;
