@@ -1,0 +1,334 @@
+//! The JSON envelopes of PROTOCOL.md §3–§5: parsing what clients send, building
+//! what the gateway sends. No I/O and no state, so every shape is unit-tested here.
+
+use serde_json::{json, Map, Value};
+
+const MAX_CHANNEL_BYTES: usize = 255;
+const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// A client envelope that passed shape checks (field types), not yet policy checks.
+#[derive(Debug, PartialEq)]
+pub enum ClientOp {
+    Subscribe { channel: String },
+    Unsubscribe { channel: String },
+    Heartbeat,
+    Publish { channel: String, payload: Payload },
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Payload {
+    Json(Value),
+    Binary {
+        b64: String,
+        content_type: Option<String>,
+        meta: Option<Map<String, Value>>,
+    },
+}
+
+/// Parses one text frame; `Err` holds the message of a `bad_request` envelope.
+pub fn parse(text: &str) -> Result<ClientOp, String> {
+    let Ok(Value::Object(mut envelope)) = serde_json::from_str::<Value>(text) else {
+        return Err("expected a JSON object envelope".to_string());
+    };
+    let op = take_string(&mut envelope, "op")?;
+    match op.as_str() {
+        "sub" => Ok(ClientOp::Subscribe {
+            channel: take_string(&mut envelope, "ch")?,
+        }),
+        "unsub" => Ok(ClientOp::Unsubscribe {
+            channel: take_string(&mut envelope, "ch")?,
+        }),
+        "hb" => Ok(ClientOp::Heartbeat),
+        "pub" => parse_publish(envelope),
+        _ => Err("unknown op".to_string()),
+    }
+}
+
+fn parse_publish(mut envelope: Map<String, Value>) -> Result<ClientOp, String> {
+    let channel = take_string(&mut envelope, "ch")?;
+    let binary = match envelope.get("bin") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => return Err("bin must be a boolean".to_string()),
+    };
+    let payload = if binary {
+        let b64 = take_string(&mut envelope, "b64")?;
+        let content_type = match envelope.remove("ct") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(content_type)) => Some(content_type),
+            Some(_) => return Err("ct must be a string".to_string()),
+        };
+        // Metadata travels only as an object; anything else is left out, not refused.
+        let meta = match envelope.remove("meta") {
+            Some(Value::Object(meta)) => Some(meta),
+            _ => None,
+        };
+        Payload::Binary {
+            b64,
+            content_type,
+            meta,
+        }
+    } else {
+        let data = envelope.remove("d").ok_or("pub needs d, or bin with b64")?;
+        Payload::Json(data)
+    };
+    Ok(ClientOp::Publish { channel, payload })
+}
+
+fn take_string(envelope: &mut Map<String, Value>, field: &str) -> Result<String, String> {
+    match envelope.remove(field) {
+        Some(Value::String(text)) => Ok(text),
+        Some(_) => Err(format!("{field} must be a string")),
+        None => Err(format!("missing {field}")),
+    }
+}
+
+/// PROTOCOL.md §8: channel names are non-empty and at most 255 bytes.
+pub fn channel_allowed(channel: &str) -> bool {
+    !channel.is_empty() && channel.len() <= MAX_CHANNEL_BYTES
+}
+
+pub fn connected(conn: &str, user: &str) -> String {
+    json!({"type": "connected", "connId": conn, "userId": user}).to_string()
+}
+
+pub fn sub_ack(channel: &str, occupancy: usize) -> String {
+    json!({"type": "sub_ack", "op": "hereNow", "ch": channel, "occupancy": occupancy}).to_string()
+}
+
+pub fn unsub_ack(channel: &str) -> String {
+    json!({"type": "unsub_ack", "op": "unsubAck", "ch": channel}).to_string()
+}
+
+pub fn hb_ack(timestamp_ms: u64) -> String {
+    json!({"type": "hb_ack", "op": "hb", "timestamp": timestamp_ms}).to_string()
+}
+
+pub fn json_message(channel: &str, data: Value, ts_ms: u64, from: &str) -> String {
+    json!({"type": "message", "op": "pub", "ch": channel, "d": data, "ts": ts_ms, "from": from})
+        .to_string()
+}
+
+/// The relayed form of a binary publish; `byte_count` is the decoded payload length.
+pub struct BinaryMessage<'a> {
+    pub channel: &'a str,
+    pub b64: String,
+    pub content_type: Option<String>,
+    pub byte_count: usize,
+    pub meta: Option<Map<String, Value>>,
+    pub ts_ms: u64,
+    pub from: &'a str,
+}
+
+impl BinaryMessage<'_> {
+    pub fn into_json(self) -> String {
+        let mut message = json!({
+            "type": "message",
+            "op": "pub",
+            "ch": self.channel,
+            "bin": true,
+            "b64": self.b64,
+            "ct": self.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE),
+            "bytes": self.byte_count,
+            "ts": self.ts_ms,
+            "from": self.from,
+        });
+        if let Some(meta) = self.meta {
+            message["meta"] = Value::Object(meta);
+        }
+        message.to_string()
+    }
+}
+
+/// The error envelopes of PROTOCOL.md §5 (and the gateway's own `bad_request`).
+#[derive(Debug, PartialEq)]
+pub enum GatewayError {
+    BadRequest {
+        message: String,
+    },
+    ChannelNotAllowed {
+        channel: String,
+        operation: &'static str,
+    },
+    TopicLimitReached {
+        limit: usize,
+        channel: String,
+    },
+    InsufficientScope {
+        required: &'static str,
+    },
+    RateLimited {
+        retry_ms: u64,
+        channel: String,
+    },
+    InvalidPayload {
+        channel: String,
+    },
+    DeviceLimitReached {
+        limit: usize,
+    },
+}
+
+impl GatewayError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest { .. } => "bad_request",
+            GatewayError::ChannelNotAllowed { .. } => "channel_not_allowed",
+            GatewayError::TopicLimitReached { .. } => "topic_limit_reached",
+            GatewayError::InsufficientScope { .. } => "insufficient_scope",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::InvalidPayload { .. } => "invalid_payload",
+            GatewayError::DeviceLimitReached { .. } => "device_limit_reached",
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let code = self.code();
+        let envelope = match self {
+            GatewayError::BadRequest { message } => {
+                json!({"type": "error", "error": code, "message": message})
+            }
+            GatewayError::ChannelNotAllowed { channel, operation } => json!({
+                "type": "error", "error": code, "channel": channel, "operation": operation,
+                "message": "channel names must be 1 to 255 bytes",
+            }),
+            GatewayError::TopicLimitReached { limit, channel } => json!({
+                "type": "error", "error": code, "limit": limit, "channel": channel,
+                "operation": "sub",
+            }),
+            GatewayError::InsufficientScope { required } => {
+                json!({"type": "error", "error": code, "required": required})
+            }
+            GatewayError::RateLimited { retry_ms, channel } => json!({
+                "type": "error", "error": code, "retry_ms": retry_ms, "scope": "channel",
+                "channel": channel,
+            }),
+            GatewayError::InvalidPayload { channel } => json!({
+                "type": "error", "error": code, "channel": channel, "operation": "pub",
+            }),
+            GatewayError::DeviceLimitReached { limit } => json!({
+                "type": "error", "error": code, "code": code, "limit": limit,
+                "message": format!("this API key already has {limit} open connection(s)"),
+            }),
+        };
+        envelope.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(value: Value) -> Result<ClientOp, String> {
+        parse(&value.to_string())
+    }
+
+    #[test]
+    fn parses_every_op() {
+        assert_eq!(
+            parsed(json!({"op": "sub", "ch": "a"})),
+            Ok(ClientOp::Subscribe {
+                channel: "a".into()
+            })
+        );
+        assert_eq!(
+            parsed(json!({"op": "unsub", "ch": "a"})),
+            Ok(ClientOp::Unsubscribe {
+                channel: "a".into()
+            })
+        );
+        assert_eq!(parsed(json!({"op": "hb"})), Ok(ClientOp::Heartbeat));
+        assert_eq!(
+            parsed(json!({"op": "pub", "ch": "a", "d": null})),
+            Ok(ClientOp::Publish {
+                channel: "a".into(),
+                payload: Payload::Json(Value::Null)
+            })
+        );
+        let binary = json!({"op": "pub", "ch": "project.demo.dmx", "bin": true, "b64": "AQID",
+                            "ct": "binary/dmx", "meta": {"universe": 1}});
+        assert_eq!(
+            parsed(binary),
+            Ok(ClientOp::Publish {
+                channel: "project.demo.dmx".into(),
+                payload: Payload::Binary {
+                    b64: "AQID".into(),
+                    content_type: Some("binary/dmx".into()),
+                    meta: json!({"universe": 1}).as_object().cloned(),
+                },
+            })
+        );
+        let odd_meta = json!({"op": "pub", "ch": "a", "bin": true, "b64": "", "meta": [1]});
+        assert!(matches!(
+            parsed(odd_meta),
+            Ok(ClientOp::Publish {
+                payload: Payload::Binary { meta: None, .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn refuses_bad_shapes() {
+        for text in [
+            "not json",
+            "[1]",
+            r#"{"ch":"a"}"#,
+            r#"{"op":1}"#,
+            r#"{"op":"nope"}"#,
+            r#"{"op":"sub"}"#,
+            r#"{"op":"sub","ch":5}"#,
+            r#"{"op":"pub","ch":"a"}"#,
+            r#"{"op":"pub","ch":"a","bin":"yes","b64":""}"#,
+            r#"{"op":"pub","ch":"a","bin":true}"#,
+            r#"{"op":"pub","ch":"a","bin":true,"b64":"","ct":3}"#,
+        ] {
+            assert!(parse(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn channel_names() {
+        assert!(channel_allowed("project.demo.x"));
+        assert!(channel_allowed(&"x".repeat(255)));
+        assert!(!channel_allowed(""));
+        assert!(!channel_allowed(&"x".repeat(256)));
+    }
+
+    #[test]
+    fn binary_message_shape() {
+        let message = BinaryMessage {
+            channel: "c",
+            b64: "AQID".into(),
+            content_type: None,
+            byte_count: 3,
+            meta: None,
+            ts_ms: 7,
+            from: "c-1",
+        };
+        let value: Value = serde_json::from_str(&message.into_json()).unwrap();
+        assert_eq!(
+            value,
+            json!({"type": "message", "op": "pub", "ch": "c", "bin": true, "b64": "AQID",
+                   "ct": "application/octet-stream", "bytes": 3, "ts": 7, "from": "c-1"})
+        );
+    }
+
+    #[test]
+    fn error_shapes() {
+        let error = GatewayError::RateLimited {
+            retry_ms: 5,
+            channel: "c".into(),
+        };
+        let value: Value = serde_json::from_str(&error.to_json()).unwrap();
+        assert_eq!(
+            value,
+            json!({"type": "error", "error": "rate_limited", "retry_ms": 5, "scope": "channel",
+                   "channel": "c"})
+        );
+        let error = GatewayError::DeviceLimitReached { limit: 2 };
+        let value: Value = serde_json::from_str(&error.to_json()).unwrap();
+        assert_eq!(value["code"], "device_limit_reached");
+        assert_eq!(value["limit"], 2);
+    }
+}
