@@ -127,18 +127,14 @@ fn send(hub: &Hub, body: &Body) -> Result<u64, String> {
     };
     let target = match body.get("conn") {
         None | Some(Value::Null) => None,
-        Some(Value::String(label)) => {
-            Some(parse_conn_label(label).ok_or("conn must look like c-<n>")?)
-        }
+        Some(Value::String(label)) => Some(parse_conn_label(label).ok_or("conn must look like c-<n>")?),
         Some(_) => return Err("conn must be a string".to_string()),
     };
     Ok(hub.send_raw(target, frame))
 }
 
 fn required_str<'a>(body: &'a Body, field: &str) -> Result<&'a str, String> {
-    body.get(field)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("{field} must be a string"))
+    body.get(field).and_then(Value::as_str).ok_or_else(|| format!("{field} must be a string"))
 }
 
 /// A non-negative integer, or `None` when the field is absent or `null`.

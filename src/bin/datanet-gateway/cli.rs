@@ -83,19 +83,12 @@ fn apply_value(options: &mut Options, flag: &str, value: String) -> Result<(), S
     }
     match flag {
         "--host" => options.host = value,
-        "--port" => {
-            options.port = value
-                .parse()
-                .map_err(|_| format!("invalid --port: {value}"))?
-        }
+        "--port" => options.port = value.parse().map_err(|_| format!("invalid --port: {value}"))?,
         "--project" => options.project = value,
         // The secret itself never appears in an error message.
         "--secret" => options.secret = value,
         "--token-ttl" => {
-            options.token_ttl_secs = value
-                .parse::<u32>()
-                .map_err(|_| format!("invalid --token-ttl: {value}"))?
-                .into()
+            options.token_ttl_secs = value.parse::<u32>().map_err(|_| format!("invalid --token-ttl: {value}"))?.into()
         }
         _ => unreachable!("apply_value is only called for flags that take a value"),
     }

@@ -18,11 +18,7 @@ pub enum ClientOp {
 #[derive(Debug, PartialEq)]
 pub enum Payload {
     Json(Value),
-    Binary {
-        b64: String,
-        content_type: Option<String>,
-        meta: Option<Map<String, Value>>,
-    },
+    Binary { b64: String, content_type: Option<String>, meta: Option<Map<String, Value>> },
 }
 
 /// Parses one text frame; `Err` holds the message of a `bad_request` envelope.
@@ -32,12 +28,8 @@ pub fn parse(text: &str) -> Result<ClientOp, String> {
     };
     let op = take_string(&mut envelope, "op")?;
     match op.as_str() {
-        "sub" => Ok(ClientOp::Subscribe {
-            channel: take_string(&mut envelope, "ch")?,
-        }),
-        "unsub" => Ok(ClientOp::Unsubscribe {
-            channel: take_string(&mut envelope, "ch")?,
-        }),
+        "sub" => Ok(ClientOp::Subscribe { channel: take_string(&mut envelope, "ch")? }),
+        "unsub" => Ok(ClientOp::Unsubscribe { channel: take_string(&mut envelope, "ch")? }),
         "hb" => Ok(ClientOp::Heartbeat),
         "pub" => parse_publish(envelope),
         _ => Err("unknown op".to_string()),
@@ -63,11 +55,7 @@ fn parse_publish(mut envelope: Map<String, Value>) -> Result<ClientOp, String> {
             Some(Value::Object(meta)) => Some(meta),
             _ => None,
         };
-        Payload::Binary {
-            b64,
-            content_type,
-            meta,
-        }
+        Payload::Binary { b64, content_type, meta }
     } else {
         let data = envelope.remove("d").ok_or("pub needs d, or bin with b64")?;
         Payload::Json(data)
@@ -105,8 +93,7 @@ pub fn hb_ack(timestamp_ms: u64) -> String {
 }
 
 pub fn json_message(channel: &str, data: Value, ts_ms: u64, from: &str) -> String {
-    json!({"type": "message", "op": "pub", "ch": channel, "d": data, "ts": ts_ms, "from": from})
-        .to_string()
+    json!({"type": "message", "op": "pub", "ch": channel, "d": data, "ts": ts_ms, "from": from}).to_string()
 }
 
 /// The relayed form of a binary publish; `byte_count` is the decoded payload length.
@@ -143,30 +130,13 @@ impl BinaryMessage<'_> {
 /// The error envelopes of PROTOCOL.md §5 (and the gateway's own `bad_request`).
 #[derive(Debug, PartialEq)]
 pub enum GatewayError {
-    BadRequest {
-        message: String,
-    },
-    ChannelNotAllowed {
-        channel: String,
-        operation: &'static str,
-    },
-    TopicLimitReached {
-        limit: usize,
-        channel: String,
-    },
-    InsufficientScope {
-        required: &'static str,
-    },
-    RateLimited {
-        retry_ms: u64,
-        channel: String,
-    },
-    InvalidPayload {
-        channel: String,
-    },
-    DeviceLimitReached {
-        limit: usize,
-    },
+    BadRequest { message: String },
+    ChannelNotAllowed { channel: String, operation: &'static str },
+    TopicLimitReached { limit: usize, channel: String },
+    InsufficientScope { required: &'static str },
+    RateLimited { retry_ms: u64, channel: String },
+    InvalidPayload { channel: String },
+    DeviceLimitReached { limit: usize },
 }
 
 impl GatewayError {
@@ -225,25 +195,12 @@ mod tests {
 
     #[test]
     fn parses_every_op() {
-        assert_eq!(
-            parsed(json!({"op": "sub", "ch": "a"})),
-            Ok(ClientOp::Subscribe {
-                channel: "a".into()
-            })
-        );
-        assert_eq!(
-            parsed(json!({"op": "unsub", "ch": "a"})),
-            Ok(ClientOp::Unsubscribe {
-                channel: "a".into()
-            })
-        );
+        assert_eq!(parsed(json!({"op": "sub", "ch": "a"})), Ok(ClientOp::Subscribe { channel: "a".into() }));
+        assert_eq!(parsed(json!({"op": "unsub", "ch": "a"})), Ok(ClientOp::Unsubscribe { channel: "a".into() }));
         assert_eq!(parsed(json!({"op": "hb"})), Ok(ClientOp::Heartbeat));
         assert_eq!(
             parsed(json!({"op": "pub", "ch": "a", "d": null})),
-            Ok(ClientOp::Publish {
-                channel: "a".into(),
-                payload: Payload::Json(Value::Null)
-            })
+            Ok(ClientOp::Publish { channel: "a".into(), payload: Payload::Json(Value::Null) })
         );
         let binary = json!({"op": "pub", "ch": "project.demo.dmx", "bin": true, "b64": "AQID",
                             "ct": "binary/dmx", "meta": {"universe": 1}});
@@ -259,13 +216,7 @@ mod tests {
             })
         );
         let odd_meta = json!({"op": "pub", "ch": "a", "bin": true, "b64": "", "meta": [1]});
-        assert!(matches!(
-            parsed(odd_meta),
-            Ok(ClientOp::Publish {
-                payload: Payload::Binary { meta: None, .. },
-                ..
-            })
-        ));
+        assert!(matches!(parsed(odd_meta), Ok(ClientOp::Publish { payload: Payload::Binary { meta: None, .. }, .. })));
     }
 
     #[test]
@@ -316,10 +267,7 @@ mod tests {
 
     #[test]
     fn error_shapes() {
-        let error = GatewayError::RateLimited {
-            retry_ms: 5,
-            channel: "c".into(),
-        };
+        let error = GatewayError::RateLimited { retry_ms: 5, channel: "c".into() };
         let value: Value = serde_json::from_str(&error.to_json()).unwrap();
         assert_eq!(
             value,

@@ -28,10 +28,7 @@ pub struct Request {
 impl Request {
     /// First header with this name (case-insensitive), trimmed.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 
     /// Percent-decoded value of a query parameter; `Err` when its encoding is broken.
@@ -95,10 +92,7 @@ async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<(), R
 
 /// Offset just past the blank line ending the head.
 fn find_head_end(buffer: &[u8]) -> Option<usize> {
-    buffer
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .map(|at| at + 4)
+    buffer.windows(4).position(|window| window == b"\r\n\r\n").map(|at| at + 4)
 }
 
 fn parse_head(head: &[u8]) -> Result<Request, ReadError> {
@@ -106,8 +100,7 @@ fn parse_head(head: &[u8]) -> Result<Request, ReadError> {
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap_or_default();
     let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(ReadError::Malformed("bad request line"));
     };
@@ -118,9 +111,7 @@ fn parse_head(head: &[u8]) -> Result<Request, ReadError> {
 
     let mut headers = Vec::new();
     for line in lines.filter(|line| !line.is_empty()) {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or(ReadError::Malformed("bad header line"))?;
+        let (name, value) = line.split_once(':').ok_or(ReadError::Malformed("bad header line"))?;
         // A name with whitespace is also how obsolete line folding shows up: refused.
         if name.is_empty() || name.contains(|c: char| c.is_ascii_whitespace()) {
             return Err(ReadError::Malformed("bad header name"));
@@ -138,16 +129,12 @@ fn parse_head(head: &[u8]) -> Result<Request, ReadError> {
 
 fn body_length(request: &Request) -> Result<usize, ReadError> {
     if request.header("transfer-encoding").is_some() {
-        return Err(ReadError::Malformed(
-            "only Content-Length bodies are supported",
-        ));
+        return Err(ReadError::Malformed("only Content-Length bodies are supported"));
     }
     let Some(length) = request.header("content-length") else {
         return Ok(0);
     };
-    let length: usize = length
-        .parse()
-        .map_err(|_| ReadError::Malformed("bad Content-Length"))?;
+    let length: usize = length.parse().map_err(|_| ReadError::Malformed("bad Content-Length"))?;
     if length > MAX_BODY_BYTES {
         return Err(ReadError::BodyTooLarge);
     }
@@ -207,16 +194,8 @@ impl Response {
     pub fn for_read_error(error: &ReadError) -> Option<Self> {
         match error {
             ReadError::Disconnected => None,
-            ReadError::HeadTooLarge => Some(Response::error(
-                400,
-                "bad_request",
-                "request head exceeds 16 KiB",
-            )),
-            ReadError::BodyTooLarge => Some(Response::error(
-                413,
-                "payload_too_large",
-                "request body exceeds 64 KiB",
-            )),
+            ReadError::HeadTooLarge => Some(Response::error(400, "bad_request", "request head exceeds 16 KiB")),
+            ReadError::BodyTooLarge => Some(Response::error(413, "payload_too_large", "request body exceeds 64 KiB")),
             ReadError::Malformed(why) => Some(Response::error(400, "bad_request", why)),
         }
     }
@@ -281,14 +260,8 @@ mod tests {
         assert_eq!(request.method, "GET");
         assert_eq!(request.path, "/presence");
         assert_eq!(request.header("authorization"), Some("Bearer t"));
-        assert_eq!(
-            request.query_param("channel"),
-            Ok(Some("a.b c".to_string()))
-        );
-        assert_eq!(
-            request.query_param("projectId"),
-            Ok(Some("demo".to_string()))
-        );
+        assert_eq!(request.query_param("channel"), Ok(Some("a.b c".to_string())));
+        assert_eq!(request.query_param("projectId"), Ok(Some("demo".to_string())));
         assert_eq!(request.query_param("missing"), Ok(None));
     }
 
@@ -303,20 +276,13 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
             b"GET / HTTP/1.1\r\nX: \xff\r\n\r\n",
         ] {
-            assert!(
-                parse_head(head).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(head)
-            );
+            assert!(parse_head(head).is_err(), "{:?}", String::from_utf8_lossy(head));
         }
     }
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(
-            percent_decode("project.demo%2Fx%20y"),
-            Ok("project.demo/x y".into())
-        );
+        assert_eq!(percent_decode("project.demo%2Fx%20y"), Ok("project.demo/x y".into()));
         assert_eq!(percent_decode("%e2%9c%93"), Ok("\u{2713}".into()));
         assert!(percent_decode("%").is_err());
         assert!(percent_decode("%zz").is_err());

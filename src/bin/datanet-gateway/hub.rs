@@ -166,10 +166,7 @@ impl Hub {
 
     /// Verifies a bearer token and that its key has not been revoked since.
     pub fn authorize(&self, token: &str) -> Result<Claims, AuthError> {
-        let claims = self
-            .signer
-            .verify(token, crate::unix_now_secs())
-            .map_err(AuthError::Token)?;
+        let claims = self.signer.verify(token, crate::unix_now_secs()).map_err(AuthError::Token)?;
         if self.state().policy.revoked.contains(&claims.sub) {
             return Err(AuthError::Revoked);
         }
@@ -179,11 +176,7 @@ impl Hub {
     pub fn register(&self, key_id: &str) -> Result<Registration, DeviceLimitReached> {
         let mut state = self.state();
         if let Some(&limit) = state.policy.device_limits.get(key_id) {
-            let open = state
-                .connections
-                .values()
-                .filter(|conn| conn.key_id == key_id)
-                .count();
+            let open = state.connections.values().filter(|conn| conn.key_id == key_id).count();
             if open >= limit {
                 return Err(DeviceLimitReached(limit));
             }
@@ -191,19 +184,11 @@ impl Hub {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (outbox_tx, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
         let (kill_tx, kill_rx) = oneshot::channel();
-        let connection = Connection {
-            key_id: key_id.to_string(),
-            outbox: outbox_tx,
-            kill: kill_tx,
-            channels: HashSet::new(),
-        };
+        let connection =
+            Connection { key_id: key_id.to_string(), outbox: outbox_tx, kill: kill_tx, channels: HashSet::new() };
         state.connections.insert(id, connection);
         Stats::add(&self.stats.connections_total, 1);
-        Ok(Registration {
-            id,
-            outbox: outbox_rx,
-            kill: kill_rx,
-        })
+        Ok(Registration { id, outbox: outbox_rx, kill: kill_rx })
     }
 
     /// Forgets a connection and its subscriptions. Harmless when already forgotten.
@@ -219,12 +204,7 @@ impl Hub {
     /// Subscribes and returns the channel's occupancy afterwards.
     pub fn subscribe(&self, id: ConnId, channel: &str) -> Result<usize, TopicLimitReached> {
         let mut state = self.state();
-        let State {
-            connections,
-            channels,
-            policy,
-            ..
-        } = &mut *state;
+        let State { connections, channels, policy, .. } = &mut *state;
         let Some(connection) = connections.get_mut(&id) else {
             // Dropped by the admin a moment ago; its task is about to end.
             return Ok(channels.get(channel).map_or(0, BTreeMap::len));
@@ -255,12 +235,7 @@ impl Hub {
     /// budget for the current one-second window is spent.
     pub fn publish(&self, channel: &str, frame: Message) -> Result<(), RateLimited> {
         let mut state = self.state();
-        let State {
-            channels,
-            rate_windows,
-            policy,
-            ..
-        } = &mut *state;
+        let State { channels, rate_windows, policy, .. } = &mut *state;
         if let Some(&per_second) = policy.rate_limits.get(channel) {
             take_rate_budget(rate_windows, channel, per_second, Instant::now())?;
         }
@@ -282,11 +257,7 @@ impl Hub {
         self.offer_all(outboxes, &frame)
     }
 
-    fn offer_all<'a>(
-        &self,
-        outboxes: impl Iterator<Item = &'a mpsc::Sender<Message>>,
-        frame: &Message,
-    ) -> u64 {
+    fn offer_all<'a>(&self, outboxes: impl Iterator<Item = &'a mpsc::Sender<Message>>, frame: &Message) -> u64 {
         let (mut delivered, mut dropped) = (0, 0);
         for outbox in outboxes {
             match outbox.try_send(frame.clone()) {
@@ -326,11 +297,8 @@ impl Hub {
 
     pub fn stats_json(&self) -> Value {
         let state = self.state();
-        let subscriptions: Map<String, Value> = state
-            .channels
-            .iter()
-            .map(|(channel, subscribers)| (channel.clone(), json!(subscribers.len())))
-            .collect();
+        let subscriptions: Map<String, Value> =
+            state.channels.iter().map(|(channel, subscribers)| (channel.clone(), json!(subscribers.len()))).collect();
         let stats = &self.stats;
         json!({
             "connections": state.connections.len(),
@@ -378,24 +346,16 @@ fn take_rate_budget(
     per_second: u32,
     now: Instant,
 ) -> Result<(), RateLimited> {
-    let window = windows.entry(channel.to_string()).or_insert(RateWindow {
-        started: now,
-        count: 0,
-    });
+    let window = windows.entry(channel.to_string()).or_insert(RateWindow { started: now, count: 0 });
     let mut elapsed = now.duration_since(window.started);
     if elapsed >= RATE_WINDOW {
-        *window = RateWindow {
-            started: now,
-            count: 0,
-        };
+        *window = RateWindow { started: now, count: 0 };
         elapsed = Duration::ZERO;
     }
     if window.count >= per_second {
         let remaining = RATE_WINDOW - elapsed;
         let retry_ms = remaining.as_micros().div_ceil(1000).max(1);
-        return Err(RateLimited {
-            retry_ms: u64::try_from(retry_ms).unwrap_or(u64::MAX),
-        });
+        return Err(RateLimited { retry_ms: u64::try_from(retry_ms).unwrap_or(u64::MAX) });
     }
     window.count += 1;
     Ok(())
@@ -417,8 +377,7 @@ mod tests {
         assert!(take_rate_budget(&mut windows, "a", 2, start).is_ok());
         let refused = take_rate_budget(&mut windows, "a", 2, start + Duration::from_millis(300));
         assert_eq!(refused.err().map(|r| r.retry_ms), Some(700));
-        let at_the_edge =
-            take_rate_budget(&mut windows, "a", 2, start + Duration::from_micros(999_999));
+        let at_the_edge = take_rate_budget(&mut windows, "a", 2, start + Duration::from_micros(999_999));
         assert_eq!(at_the_edge.err().map(|r| r.retry_ms), Some(1));
         assert!(take_rate_budget(&mut windows, "a", 2, start + RATE_WINDOW).is_ok());
         assert!(take_rate_budget(&mut windows, "b", 2, start).is_ok());
@@ -432,10 +391,7 @@ mod tests {
         assert_eq!(hub.subscribe(first.id, "ch").ok(), Some(1));
         assert_eq!(hub.subscribe(first.id, "ch").ok(), Some(1));
         assert_eq!(hub.subscribe(second.id, "ch").ok(), Some(2));
-        assert_eq!(
-            hub.members("ch"),
-            vec![conn_label(first.id), conn_label(second.id)]
-        );
+        assert_eq!(hub.members("ch"), vec![conn_label(first.id), conn_label(second.id)]);
         hub.unsubscribe(first.id, "ch");
         assert_eq!(hub.members("ch"), vec![conn_label(second.id)]);
         hub.unregister(second.id);
@@ -454,10 +410,7 @@ mod tests {
         assert!(matches!(hub.register("k"), Err(DeviceLimitReached(1))));
         assert!(hub.register("other").is_ok());
         assert!(hub.subscribe(first.id, "a").is_ok());
-        assert!(matches!(
-            hub.subscribe(first.id, "b"),
-            Err(TopicLimitReached(1))
-        ));
+        assert!(matches!(hub.subscribe(first.id, "b"), Err(TopicLimitReached(1))));
         hub.unregister(first.id);
         assert!(hub.register("k").is_ok());
     }

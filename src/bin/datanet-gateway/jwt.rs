@@ -12,10 +12,7 @@ pub const DEFAULT_SCOPES: [&str; 2] = ["pub", "sub"];
 /// key itself never lands in a token, a log line or the gateway's memory.
 pub fn key_id(api_key: &str) -> String {
     let hash = digest::digest(&digest::SHA256, api_key.as_bytes());
-    hash.as_ref()[..8]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hash.as_ref()[..8].iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// What a token asserts, once its signature and expiry are checked.
@@ -56,9 +53,7 @@ pub struct Signer {
 
 impl Signer {
     pub fn new(secret: &[u8]) -> Self {
-        Signer {
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
-        }
+        Signer { key: hmac::Key::new(hmac::HMAC_SHA256, secret) }
     }
 
     /// Signs a claims object into a compact JWT.
@@ -87,38 +82,20 @@ impl Signer {
             return Err(JwtError::Malformed);
         }
         let signature = decode_url(signature).map_err(|_| JwtError::Malformed)?;
-        hmac::verify(&self.key, signing_input.as_bytes(), &signature)
-            .map_err(|_| JwtError::BadSignature)?;
+        hmac::verify(&self.key, signing_input.as_bytes(), &signature).map_err(|_| JwtError::BadSignature)?;
 
         let claims = decode_segment(payload)?;
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .ok_or(JwtError::Malformed)?;
+        let exp = claims.get("exp").and_then(Value::as_i64).ok_or(JwtError::Malformed)?;
         if now_secs >= exp {
             return Err(JwtError::Expired);
         }
-        let sub = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .ok_or(JwtError::Malformed)?;
+        let sub = claims.get("sub").and_then(Value::as_str).ok_or(JwtError::Malformed)?;
         let scopes = match claims.get("scopes") {
             None => DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
             Some(_) => return Err(JwtError::Malformed),
         };
-        Ok(Claims {
-            sub: sub.to_string(),
-            pid: claims
-                .get("pid")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            scopes,
-        })
+        Ok(Claims { sub: sub.to_string(), pid: claims.get("pid").and_then(Value::as_str).map(str::to_string), scopes })
     }
 }
 
@@ -155,19 +132,12 @@ mod tests {
         let signer = Signer::new(b"secret");
         let token = signer.sign(&claims(100));
         assert_eq!(signer.verify(&token, 100), Err(JwtError::Expired));
-        assert_eq!(
-            Signer::new(b"other").verify(&token, 0),
-            Err(JwtError::BadSignature)
-        );
+        assert_eq!(Signer::new(b"other").verify(&token, 0), Err(JwtError::BadSignature));
         let mut tampered = token.clone();
         tampered.insert(tampered.find('.').unwrap() + 1, 'A');
         assert!(signer.verify(&tampered, 0).is_err());
         for garbage in ["", "a.b", "a.b.c.d", "...", "%%.%%.%%"] {
-            assert_eq!(
-                signer.verify(garbage, 0),
-                Err(JwtError::Malformed),
-                "{garbage}"
-            );
+            assert_eq!(signer.verify(garbage, 0), Err(JwtError::Malformed), "{garbage}");
         }
         let unsigned = format!(
             "{}.{}.",

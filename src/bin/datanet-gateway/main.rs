@@ -38,10 +38,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     let result = match runtime {
         Ok(runtime) => runtime.block_on(serve(options)),
         Err(error) => Err(error),
@@ -64,12 +61,7 @@ async fn serve(options: cli::Options) -> std::io::Result<()> {
     stdout.flush()?;
     drop(stdout);
 
-    let hub = Arc::new(Hub::new(
-        options.project,
-        &options.secret,
-        options.token_ttl_secs,
-        options.admin,
-    ));
+    let hub = Arc::new(Hub::new(options.project, &options.secret, options.token_ttl_secs, options.admin));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -88,18 +80,13 @@ async fn serve(options: cli::Options) -> std::io::Result<()> {
 /// Reads one request and routes it. Admin requests are answered even while the
 /// gateway is frozen; everything else waits for the thaw.
 async fn handle_connection(hub: Arc<Hub>, mut stream: TcpStream, peer: SocketAddr) {
-    let (request, early_frames) =
-        match tokio::time::timeout(REQUEST_TIMEOUT, http::read_request(&mut stream)).await {
-            Ok(Ok(parsed)) => parsed,
-            Ok(Err(error)) => return refuse(stream, peer, &error).await,
-            Err(_elapsed) => return,
-        };
+    let (request, early_frames) = match tokio::time::timeout(REQUEST_TIMEOUT, http::read_request(&mut stream)).await {
+        Ok(Ok(parsed)) => parsed,
+        Ok(Err(error)) => return refuse(stream, peer, &error).await,
+        Err(_elapsed) => return,
+    };
     if request.path.starts_with("/_admin/") {
-        let response = if hub.admin_enabled {
-            admin::handle(&hub, &request)
-        } else {
-            Response::not_found()
-        };
+        let response = if hub.admin_enabled { admin::handle(&hub, &request) } else { Response::not_found() };
         return response.send(stream).await;
     }
     hub.wait_until_thawed().await;
@@ -124,9 +111,7 @@ pub fn log(line: std::fmt::Arguments<'_>) {
 }
 
 pub fn unix_now_ms() -> u64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 

@@ -6,11 +6,7 @@ use crate::jwt::{self, DEFAULT_SCOPES};
 use serde_json::{json, Map, Value};
 
 /// Request fields copied into the token, as (body field, claim).
-const DEVICE_CLAIMS: [(&str, &str); 3] = [
-    ("deviceId", "did"),
-    ("clientId", "cid"),
-    ("deviceName", "dname"),
-];
+const DEVICE_CLAIMS: [(&str, &str); 3] = [("deviceId", "did"), ("clientId", "cid"), ("deviceName", "dname")];
 
 /// `POST /auth/token`.
 pub fn issue_token(hub: &Hub, request: &Request) -> Response {
@@ -18,11 +14,7 @@ pub fn issue_token(hub: &Hub, request: &Request) -> Response {
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
         return Response::error(400, "bad_request", "body must be a JSON object");
     };
-    let Some(api_key) = body
-        .get("apiKey")
-        .and_then(Value::as_str)
-        .filter(|key| well_formed(key))
-    else {
+    let Some(api_key) = body.get("apiKey").and_then(Value::as_str).filter(|key| well_formed(key)) else {
         return invalid_api_key();
     };
     let key_id = jwt::key_id(api_key);
@@ -80,10 +72,7 @@ pub fn presence(hub: &Hub, request: &Request) -> Response {
         Some(Err(error)) => return Response::error(401, "unauthorized", &error.to_string()),
         None => return Response::error(401, "unauthorized", "missing bearer token"),
     };
-    let (Ok(channel), Ok(project)) = (
-        request.query_param("channel"),
-        request.query_param("projectId"),
-    ) else {
+    let (Ok(channel), Ok(project)) = (request.query_param("channel"), request.query_param("projectId")) else {
         return Response::error(400, "bad_request", "malformed query string");
     };
     if project.is_some_and(|project| claims.pid.as_deref() != Some(project.as_str())) {

@@ -32,16 +32,8 @@ const WRITE_BATCH: usize = 256;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Answers `GET /ws`: checks the bearer subprotocol, upgrades, and runs the session.
-pub async fn serve(
-    hub: Arc<Hub>,
-    mut stream: TcpStream,
-    request: Request,
-    early_frames: Vec<u8>,
-    peer: SocketAddr,
-) {
-    let is_upgrade = request
-        .header("upgrade")
-        .is_some_and(|upgrade| upgrade.eq_ignore_ascii_case("websocket"));
+pub async fn serve(hub: Arc<Hub>, mut stream: TcpStream, request: Request, early_frames: Vec<u8>, peer: SocketAddr) {
+    let is_upgrade = request.header("upgrade").is_some_and(|upgrade| upgrade.eq_ignore_ascii_case("websocket"));
     let Some(client_key) = request.header("sec-websocket-key").filter(|_| is_upgrade) else {
         let refusal = Response::error(400, "bad_request", "expected a WebSocket upgrade");
         return refusal.send(stream).await;
@@ -54,9 +46,7 @@ pub async fn serve(
         Ok(claims) => claims,
         Err(why) => {
             crate::log(format_args!("refused /ws from {peer}: {why}"));
-            return Response::error(401, "unauthorized", &why)
-                .send(stream)
-                .await;
+            return Response::error(401, "unauthorized", &why).send(stream).await;
         }
     };
     let accept = derive_accept_key(client_key.as_bytes());
@@ -74,25 +64,12 @@ pub async fn serve(
     };
     match hub.register(&claims.sub) {
         Err(DeviceLimitReached(limit)) => {
-            crate::log(format_args!(
-                "refused {peer}: device_limit_reached ({limit})"
-            ));
-            socket
-                .refuse(GatewayError::DeviceLimitReached { limit })
-                .await;
+            crate::log(format_args!("refused {peer}: device_limit_reached ({limit})"));
+            socket.refuse(GatewayError::DeviceLimitReached { limit }).await;
         }
         Ok(Registration { id, outbox, kill }) => {
-            let mut session = Session {
-                label: conn_label(id),
-                hub,
-                id,
-                claims,
-                socket,
-            };
-            crate::log(format_args!(
-                "connect {} key {} from {peer}",
-                session.label, session.claims.sub
-            ));
+            let mut session = Session { label: conn_label(id), hub, id, claims, socket };
+            crate::log(format_args!("connect {} key {} from {peer}", session.label, session.claims.sub));
             let end = session.run(outbox, kill).await;
             session.hub.unregister(id);
             crate::log(format_args!("disconnect {}: {end}", session.label));
@@ -104,11 +81,7 @@ pub async fn serve(
 fn bearer_token(protocols: Option<&str>) -> Option<&str> {
     let mut bearer = false;
     let mut token = None;
-    for item in protocols?
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-    {
+    for item in protocols?.split(',').map(str::trim).filter(|item| !item.is_empty()) {
         if item.eq_ignore_ascii_case("bearer") {
             bearer = true;
         } else if token.is_none() {
@@ -214,10 +187,7 @@ impl Socket {
     /// Sends an error envelope and a close frame, then waits briefly for the
     /// client's close reply so the error is read before the socket goes away.
     async fn refuse(mut self, error: GatewayError) {
-        let close = CloseFrame {
-            code: CloseCode::Policy,
-            reason: error.code().into(),
-        };
+        let close = CloseFrame { code: CloseCode::Policy, reason: error.code().into() };
         let queued = self.queue(Message::text(error.to_json())).and_then(|()| {
             match self.ws.close(&mut NonBlocking(&self.tcp), Some(close)) {
                 Err(error) if would_block(&error) => {
@@ -259,11 +229,7 @@ struct Session {
 }
 
 impl Session {
-    async fn run(
-        &mut self,
-        mut outbox: mpsc::Receiver<Message>,
-        mut kill: oneshot::Receiver<()>,
-    ) -> End {
+    async fn run(&mut self, mut outbox: mpsc::Receiver<Message>, mut kill: oneshot::Receiver<()>) -> End {
         let connected = envelope::connected(&self.label, &self.claims.sub);
         if let Err(end) = self.reply(connected) {
             return end;
@@ -306,11 +272,7 @@ impl Session {
         }
     }
 
-    fn write_outbox(
-        &mut self,
-        first: Message,
-        outbox: &mut mpsc::Receiver<Message>,
-    ) -> Result<(), End> {
+    fn write_outbox(&mut self, first: Message, outbox: &mut mpsc::Receiver<Message>) -> Result<(), End> {
         self.socket.queue(first)?;
         for _ in 1..WRITE_BATCH {
             if self.socket.output_pending {
@@ -334,14 +296,11 @@ impl Session {
                 Ok(Message::Binary(_)) => {
                     self.count_frame_in();
                     let message = "binary frames are not accepted: send JSON text envelopes";
-                    self.reply_error(GatewayError::BadRequest {
-                        message: message.into(),
-                    })?;
+                    self.reply_error(GatewayError::BadRequest { message: message.into() })?;
                 }
                 // tungstenite answers pings and close frames itself; a close ends the
                 // session at the next read with `ConnectionClosed`.
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_)) => {
-                }
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_)) => {}
                 Err(error) if would_block(&error) => break,
                 Err(error) => return Err(error.into()),
             }
@@ -400,11 +359,7 @@ impl Session {
         let ts_ms = crate::unix_now_ms();
         let frame = match payload {
             Payload::Json(data) => envelope::json_message(&channel, data, ts_ms, &self.label),
-            Payload::Binary {
-                b64,
-                content_type,
-                meta,
-            } => match base64::decode(&b64) {
+            Payload::Binary { b64, content_type, meta } => match base64::decode(&b64) {
                 Err(_) => return self.reply_error(GatewayError::InvalidPayload { channel }),
                 Ok(bytes) => BinaryMessage {
                     channel: &channel,
@@ -447,10 +402,7 @@ mod tests {
 
     #[test]
     fn finds_the_bearer_token() {
-        assert_eq!(
-            bearer_token(Some("bearer, abc.def.ghi")),
-            Some("abc.def.ghi")
-        );
+        assert_eq!(bearer_token(Some("bearer, abc.def.ghi")), Some("abc.def.ghi"));
         assert_eq!(bearer_token(Some("abc, Bearer")), Some("abc"));
         assert_eq!(bearer_token(Some("bearer")), None);
         assert_eq!(bearer_token(Some("abc.def.ghi")), None);
