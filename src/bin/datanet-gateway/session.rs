@@ -282,8 +282,9 @@ impl Session {
                     _ = frozen.changed() => continue,
                 }
             }
+            // Unbiased on purpose: a busy outbox must not starve client frames (and
+            // their heartbeats), nor the other way round.
             let step = tokio::select! {
-                biased;
                 _ = &mut kill => return End::Dropped,
                 _ = frozen.changed() => Ok(()),
                 ready = self.socket.tcp.writable(), if self.socket.output_pending => {
