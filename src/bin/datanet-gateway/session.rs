@@ -186,28 +186,29 @@ impl Socket {
         self.ws.read(&mut NonBlocking(&self.tcp))
     }
 
-    /// Queues a frame. A full socket is not an error: the frame waits in the buffer.
+    /// Queues a frame (a close frame too).
     fn queue(&mut self, frame: Message) -> Result<(), WsError> {
-        match self.ws.write(&mut NonBlocking(&self.tcp), frame) {
+        let written = self.ws.write(&mut NonBlocking(&self.tcp), frame);
+        self.defer_if_blocked(written)
+    }
+
+    fn flush(&mut self) -> Result<(), WsError> {
+        let flushed = self.ws.flush(&mut NonBlocking(&self.tcp));
+        if flushed.is_ok() {
+            self.output_pending = false;
+        }
+        self.defer_if_blocked(flushed)
+    }
+
+    /// A full socket is not an error: the bytes wait in tungstenite's buffer until
+    /// the socket turns writable.
+    fn defer_if_blocked(&mut self, result: Result<(), WsError>) -> Result<(), WsError> {
+        match result {
             Err(error) if would_block(&error) => {
                 self.output_pending = true;
                 Ok(())
             }
             other => other,
-        }
-    }
-
-    fn flush(&mut self) -> Result<(), WsError> {
-        match self.ws.flush(&mut NonBlocking(&self.tcp)) {
-            Ok(()) => {
-                self.output_pending = false;
-                Ok(())
-            }
-            Err(error) if would_block(&error) => {
-                self.output_pending = true;
-                Ok(())
-            }
-            Err(error) => Err(error),
         }
     }
 
@@ -218,19 +219,12 @@ impl Socket {
             code: CloseCode::Policy,
             reason: error.code().into(),
         };
-        let queued = self.queue(Message::text(error.to_json())).and_then(|()| {
-            match self.ws.close(&mut NonBlocking(&self.tcp), Some(close)) {
-                Err(error) if would_block(&error) => {
-                    self.output_pending = true;
-                    Ok(())
-                }
-                other => other,
-            }
-        });
-        if queued.is_err() {
-            return;
+        let queued = self
+            .queue(Message::text(error.to_json()))
+            .and_then(|()| self.queue(Message::Close(Some(close))));
+        if queued.is_ok() {
+            let _ = tokio::time::timeout(CLOSE_GRACE, self.drain_until_closed()).await;
         }
-        let _ = tokio::time::timeout(CLOSE_GRACE, self.drain_until_closed()).await;
     }
 
     async fn drain_until_closed(&mut self) -> Result<(), End> {
