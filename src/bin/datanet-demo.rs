@@ -34,7 +34,11 @@ fn main() {
 fn parse_args() -> (u64, u64) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |name: &str, default: u64| {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     (value("--seconds", 4), value("--rate", 300).max(1))
 }
@@ -161,10 +165,7 @@ fn run(url: &str, seconds: u64, rate: u64) -> Result<(), String> {
 
 fn print_view(consumer: &Client, snapshot: &datanet::client::Snapshot, published: u64, received: u64) {
     let status = consumer.status();
-    println!(
-        "-- state {} | published {published} received {received} | rtt {} ms",
-        status["state"], status["rtt_ms"]
-    );
+    println!("-- state {} | published {published} received {received} | rtt {} ms", status["state"], status["rtt_ms"]);
     for ((channel, key), value) in snapshot.names.iter().zip(&snapshot.values) {
         println!("   {channel:<24} {key:<8} {value:>10.3}");
     }

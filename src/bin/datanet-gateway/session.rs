@@ -159,9 +159,24 @@ impl Socket {
         self.ws.read(&mut NonBlocking(&self.tcp))
     }
 
-    /// Queues a frame. A full socket is not an error: the frame waits in the buffer.
+    /// Queues a frame (a close frame too).
     fn queue(&mut self, frame: Message) -> Result<(), WsError> {
-        match self.ws.write(&mut NonBlocking(&self.tcp), frame) {
+        let written = self.ws.write(&mut NonBlocking(&self.tcp), frame);
+        self.defer_if_blocked(written)
+    }
+
+    fn flush(&mut self) -> Result<(), WsError> {
+        let flushed = self.ws.flush(&mut NonBlocking(&self.tcp));
+        if flushed.is_ok() {
+            self.output_pending = false;
+        }
+        self.defer_if_blocked(flushed)
+    }
+
+    /// A full socket is not an error: the bytes wait in tungstenite's buffer until
+    /// the socket turns writable.
+    fn defer_if_blocked(&mut self, result: Result<(), WsError>) -> Result<(), WsError> {
+        match result {
             Err(error) if would_block(&error) => {
                 self.output_pending = true;
                 Ok(())
@@ -170,37 +185,14 @@ impl Socket {
         }
     }
 
-    fn flush(&mut self) -> Result<(), WsError> {
-        match self.ws.flush(&mut NonBlocking(&self.tcp)) {
-            Ok(()) => {
-                self.output_pending = false;
-                Ok(())
-            }
-            Err(error) if would_block(&error) => {
-                self.output_pending = true;
-                Ok(())
-            }
-            Err(error) => Err(error),
-        }
-    }
-
     /// Sends an error envelope and a close frame, then waits briefly for the
     /// client's close reply so the error is read before the socket goes away.
     async fn refuse(mut self, error: GatewayError) {
         let close = CloseFrame { code: CloseCode::Policy, reason: error.code().into() };
-        let queued = self.queue(Message::text(error.to_json())).and_then(|()| {
-            match self.ws.close(&mut NonBlocking(&self.tcp), Some(close)) {
-                Err(error) if would_block(&error) => {
-                    self.output_pending = true;
-                    Ok(())
-                }
-                other => other,
-            }
-        });
-        if queued.is_err() {
-            return;
+        let queued = self.queue(Message::text(error.to_json())).and_then(|()| self.queue(Message::Close(Some(close))));
+        if queued.is_ok() {
+            let _ = tokio::time::timeout(CLOSE_GRACE, self.drain_until_closed()).await;
         }
-        let _ = tokio::time::timeout(CLOSE_GRACE, self.drain_until_closed()).await;
     }
 
     async fn drain_until_closed(&mut self) -> Result<(), End> {
@@ -248,8 +240,9 @@ impl Session {
                     _ = frozen.changed() => continue,
                 }
             }
+            // Unbiased on purpose: a busy outbox must not starve client frames (and
+            // their heartbeats), nor the other way round.
             let step = tokio::select! {
-                biased;
                 _ = &mut kill => return End::Dropped,
                 _ = frozen.changed() => Ok(()),
                 ready = self.socket.tcp.writable(), if self.socket.output_pending => {

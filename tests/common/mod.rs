@@ -1,0 +1,230 @@
+//! Integration-test harness: a real `datanet-gateway` process per test, on a free
+//! port, with the admin API on. Each test file uses a subset of these helpers.
+//!
+//! Set `DATANET_GATEWAY_LOG=1` to see the gateway's log lines on stderr.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Longest wait for the first stdout line of a starting gateway.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `restart` keeps retrying while the old port is not yet free.
+const REBIND_WINDOW: Duration = Duration::from_secs(2);
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Gateway {
+    child: Option<Child>,
+    /// Kept open so the gateway never writes into a closed pipe.
+    _stdout: Option<BufReader<ChildStdout>>,
+    port: u16,
+    secret: String,
+    agent: ureq::Agent,
+}
+
+impl Gateway {
+    /// Starts a gateway with `--port 0 --admin` and a secret of its own, and waits
+    /// until it answers HTTP.
+    pub fn start() -> Gateway {
+        let secret = unique_secret();
+        let started = spawn(0, &secret).unwrap_or_else(|why| panic!("gateway did not start: {why}"));
+        let gateway = Gateway {
+            port: started.port,
+            child: Some(started.child),
+            _stdout: Some(started.stdout),
+            secret,
+            agent: ureq::AgentBuilder::new().timeout(HTTP_TIMEOUT).build(),
+        };
+        gateway.wait_until_answering();
+        gateway
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`: the API base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `ws://127.0.0.1:PORT`: the WebSocket base URL (clients append `/ws`).
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the process; its port is free once this returns.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self._stdout = None;
+    }
+
+    /// Starts the gateway again on the same port with the same secret, so tokens
+    /// issued before still verify. Admin settings and counters start afresh.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + REBIND_WINDOW;
+        let started = loop {
+            match spawn(self.port, &self.secret) {
+                Ok(started) => break started,
+                Err(why) if Instant::now() >= deadline => {
+                    panic!("gateway did not restart on port {}: {why}", self.port)
+                }
+                Err(_) => std::thread::sleep(RETRY_PAUSE),
+            }
+        };
+        self.child = Some(started.child);
+        self._stdout = Some(started.stdout);
+        self.wait_until_answering();
+    }
+
+    /// `POST /_admin/<path>`; `path` may be given as `drop`, `/drop` or `/_admin/drop`.
+    /// Panics unless the gateway answers 200.
+    pub fn admin_post(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.post_json(&admin_path(path), &body);
+        assert_eq!(status, 200, "POST {} answered {answer}", admin_path(path));
+        answer
+    }
+
+    /// `GET /_admin/<path>`; panics unless the gateway answers 200.
+    pub fn admin_get(&self, path: &str) -> Value {
+        let (status, answer) = self.get_json(&admin_path(path), None);
+        assert_eq!(status, 200, "GET {} answered {answer}", admin_path(path));
+        answer
+    }
+
+    pub fn stats(&self) -> Value {
+        self.admin_get("stats")
+    }
+
+    /// A fresh JWT for `api_key`; panics unless the gateway issues one.
+    pub fn token(&self, api_key: &str) -> String {
+        let (status, answer) = self.post_json("/auth/token", &json!({"apiKey": api_key}));
+        assert_eq!(status, 200, "token for a test key refused: {answer}");
+        answer["token"].as_str().expect("token is a string").to_string()
+    }
+
+    /// Any POST with a JSON body: (status, JSON answer). Panics only on transport errors.
+    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let request = self.agent.post(&format!("{}{path}", self.url())).set("Content-Type", "application/json");
+        read_answer(request.send_string(&body.to_string()))
+    }
+
+    /// Any GET, with an optional bearer token: (status, JSON answer).
+    pub fn get_json(&self, path_and_query: &str, bearer: Option<&str>) -> (u16, Value) {
+        let mut request = self.agent.get(&format!("{}{path_and_query}", self.url()));
+        if let Some(token) = bearer {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        read_answer(request.call())
+    }
+
+    fn wait_until_answering(&self) {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let probe = ureq::AgentBuilder::new().timeout(Duration::from_millis(500)).build();
+        let stats_url = format!("{}/_admin/stats", self.url());
+        while probe.get(&stats_url).call().is_err() {
+            assert!(Instant::now() < deadline, "gateway on port {} never answered", self.port);
+            std::thread::sleep(RETRY_PAUSE);
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Started {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    port: u16,
+}
+
+fn spawn(port: u16, secret: &str) -> Result<Started, String> {
+    let stderr = if std::env::var_os("DATANET_GATEWAY_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_datanet-gateway"))
+        .args(["--port", &port.to_string(), "--admin", "--secret", secret])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|error| format!("spawn failed: {error}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+    match read_first_line(stdout) {
+        Ok((line, stdout)) => match parse_port(&line) {
+            Some(port) => Ok(Started { child, stdout, port }),
+            None => {
+                stop(child);
+                Err(format!("unexpected first line: {line:?}"))
+            }
+        },
+        Err(why) => {
+            stop(child);
+            Err(why)
+        }
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Reads the first stdout line on a helper thread so a silent child cannot hang the test.
+fn read_first_line(stdout: ChildStdout) -> Result<(String, BufReader<ChildStdout>), String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let result = match reader.read_line(&mut line) {
+            Ok(0) => Err("exited before printing its address".to_string()),
+            Ok(_) => Ok((line, reader)),
+            Err(error) => Err(format!("reading stdout failed: {error}")),
+        };
+        let _ = sender.send(result);
+    });
+    receiver.recv_timeout(STARTUP_TIMEOUT).unwrap_or_else(|_| Err("printed nothing in time".to_string()))
+}
+
+/// The port in `datanet-gateway listening on http://HOST:PORT`.
+fn parse_port(line: &str) -> Option<u16> {
+    let address = line.trim_end().strip_prefix("datanet-gateway listening on http://")?;
+    address.rsplit_once(':')?.1.parse().ok()
+}
+
+fn admin_path(path: &str) -> String {
+    let route = path.trim_start_matches('/');
+    let route = route.strip_prefix("_admin/").unwrap_or(route);
+    format!("/_admin/{route}")
+}
+
+fn read_answer(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    let response = match result {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => panic!("HTTP transport error: {error}"),
+    };
+    let status = response.status();
+    let body = response.into_string().expect("readable body");
+    let value =
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("status {status} with a non-JSON body: {body:?}"));
+    (status, value)
+}
+
+/// Distinct per gateway so a test cannot accidentally pass with another one's token.
+fn unique_secret() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("test-secret-{}-{nanos}-{n}", std::process::id())
+}
