@@ -12,6 +12,15 @@ fn c_program_exercises_the_abi() {
     // The cdylib sits beside the gateway binary in the target profile directory.
     let lib_dir = PathBuf::from(env!("CARGO_BIN_EXE_datanet-gateway")).parent().unwrap().to_path_buf();
     let lib_name = format!("{}datanet{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    // `cargo test` builds the library only as an rlib for the tests: build the
+    // cdylib of this profile too (a no-op when it is fresh, so never a stale one).
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build_lib = Command::new(cargo);
+    build_lib.args(["build", "--lib", "--manifest-path"]).arg(root.join("Cargo.toml"));
+    if lib_dir.ends_with("release") {
+        build_lib.arg("--release");
+    }
+    assert!(build_lib.status().expect("run cargo").success(), "building the cdylib failed");
     assert!(lib_dir.join(&lib_name).exists(), "{lib_name} not built in {}", lib_dir.display());
     let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("abi_test");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
