@@ -489,3 +489,18 @@ fn invalid_arguments_are_clear_errors() {
     let client = Client::new(small).unwrap();
     assert!(client.publish_binary("c", &[0; 100], "", None).unwrap_err().message.contains("max_message_bytes"));
 }
+
+#[test]
+fn device_limit_after_connected_disconnects_and_fails() {
+    let gw = Gateway::start();
+    let client = connected(config(&gw));
+    let fatal = json!({"type": "error", "error": "device_limit_reached", "limit": 2}).to_string();
+    gw.admin_post("/_admin/send", json!({"text": fatal}));
+    wait_event(&client, |e| matches!(e, Event::Disconnected { .. }));
+    let Event::Error(error) = wait_event(&client, |e| matches!(e, Event::Error(_))) else { unreachable!() };
+    assert_eq!((error.code.as_str(), error.limit), ("device_limit_reached", Some(2)));
+    wait_until("state failed", || client.state() == State::Failed);
+    let connections = gw.stats()["connections_total"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(gw.stats()["connections_total"].as_u64().unwrap(), connections, "no reconnect after a fatal error");
+}

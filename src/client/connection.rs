@@ -86,6 +86,9 @@ async fn run(shared: Arc<Shared>, mut control: Control) {
         match ending {
             Ending::Stopped => break,
             Ending::Fatal(error) => {
+                if uptime.is_some() {
+                    shared.inbox.push(Event::Disconnected { reason: shared.redact(error.clone()).message });
+                }
                 shared.report_error(error);
                 shared.set_state(State::Failed);
                 idle_until_stopped(&shared, &mut control).await;
