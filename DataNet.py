@@ -1,0 +1,791 @@
+"""DataNet for TouchDesigner: the Python side of the native DataNet client.
+
+Paste this file into a Text DAT named ``DataNet``. Then, from any DAT:
+
+    dn = op('DataNet').module          # or: op('DataNet').module.datanet
+    dn.connect('ak_your_key')          # returns at once; connects in the background
+    dn.subscribe('project.abc.sensor', lambda channel, data, from_, ts: print(data))
+
+and poll once per frame from an Execute DAT:
+
+    def onFrameStart(frame):
+        dn = op('DataNet').module
+        dn.poll()
+        dn.update_table(op('messages'))
+        if dn.values_changed():
+            op('values').cook(force=True)
+
+The socket lives in the native library on its own thread; this module only makes
+one library call per frame to drain a batch of events, and dispatches the Python
+callbacks on the calling (main) thread. It uses the standard library and ctypes
+only, starts no threads, and never lets the library call back into Python.
+"""
+
+import builtins
+import collections
+import ctypes
+import json
+import os
+import re
+import struct
+import sys
+import traceback
+import types
+
+__version__ = "0.1.0"
+
+#: The C ABI this file speaks (``DN_ABI_VERSION`` in include/datanet.h).
+ABI_VERSION = 1
+
+DEFAULT_API_URL = "https://api.datanet.art"
+DEFAULT_WS_URL = "wss://ws.datanet.art"
+
+# Result codes and record layout of include/datanet.h.
+_OK = 0
+_ERR_BUFFER_TOO_SMALL = -5
+_ERR_NOT_FOUND = -6
+_ERROR_CODES = {
+    -1: "null_pointer",
+    -2: "invalid_handle",
+    -3: "invalid_utf8",
+    -4: "invalid_argument",
+    -5: "buffer_too_small",
+    -6: "not_found",
+    -7: "internal_error",
+}
+_EVENT_JSON, _EVENT_BINARY, _EVENT_CONNECTED, _EVENT_DISCONNECTED = 1, 2, 3, 4
+_EVENT_ERROR, _EVENT_SUB_ACK, _EVENT_PRESENCE = 5, 6, 7
+_FLAG_RAW, _FLAG_ERROR = 1, 2
+_HEADER = struct.Struct("<IBBHqIIIII")
+_GENERATION_NONE = (1 << 64) - 1
+
+EVENTS = ("connect", "disconnect", "error", "presence")
+TABLE_HEADER = ["channel", "data", "from", "timestamp"]
+#: Rows kept for update_table between calls; older ones are not shown (the
+#: messages themselves were still delivered to callbacks and counted).
+ROW_HISTORY = 1000
+#: Longest text put in one table cell.
+MAX_CELL_CHARS = 4096
+
+# Everything that must survive TouchDesigner re-running this file when its text
+# changes: the loaded library, the native handles, and every instance's callbacks.
+# A re-run re-attaches to it instead of opening a second connection.
+_RUNTIME_KEY = "_datanet_td_runtime"
+_runtime = sys.modules.get(_RUNTIME_KEY)
+if _runtime is None:
+    _runtime = types.ModuleType(_RUNTIME_KEY)
+    _runtime.libraries = {}  # path -> ctypes.CDLL
+    _runtime.instances = {}  # instance name -> state dict
+    sys.modules[_RUNTIME_KEY] = _runtime
+
+
+class DataNetError(Exception):
+    """A DataNet error with every field the gateway or the client can attach."""
+
+    FIELDS = ("code", "message", "channel", "operation", "required", "retry_ms", "scope", "limit", "status")
+
+    def __init__(self, code, message="", channel=None, operation=None, required=None, retry_ms=None,
+                 scope=None, limit=None, status=None):
+        super().__init__("%s: %s" % (code, message) if message else code)
+        self.code = code
+        self.message = message
+        self.channel = channel
+        self.operation = operation
+        self.required = required
+        self.retry_ms = retry_ms
+        self.scope = scope
+        self.limit = limit
+        self.status = status
+
+    @classmethod
+    def from_dict(cls, fields):
+        known = {k: fields.get(k) for k in cls.FIELDS}
+        known["code"] = known["code"] or "gateway_error"
+        known["message"] = known["message"] or ""
+        return cls(**known)
+
+    def to_dict(self):
+        return {k: getattr(self, k) for k in self.FIELDS}
+
+
+class Message:
+    """One received message. ``data`` is the JSON value (parsed on first access)
+    or the bytes of a binary message."""
+
+    __slots__ = ("kind", "channel", "from_", "timestamp", "content_type", "metadata", "raw", "_payload", "_value")
+
+    def __init__(self, kind, channel, from_, timestamp, payload, content_type=None, metadata=None, raw=False):
+        self.kind = kind
+        self.channel = channel
+        self.from_ = from_
+        self.timestamp = timestamp
+        self.content_type = content_type
+        self.metadata = metadata
+        self.raw = raw
+        self._payload = payload
+        self._value = _UNPARSED
+
+    @property
+    def data(self):
+        if self.kind == "binary":
+            return self._payload
+        if self._value is _UNPARSED:
+            self._value = json.loads(self._payload)
+        return self._value
+
+    @property
+    def text(self):
+        """The JSON text as received (JSON messages only)."""
+        return self._payload if self.kind == "json" else None
+
+    @property
+    def bytes(self):
+        return len(self._payload) if self.kind == "binary" else len(self._payload.encode("utf-8"))
+
+    def meta(self):
+        """The binary metadata dict of the official SDK's handlers."""
+        return {"channel": self.channel, "from": self.from_, "timestamp": self.timestamp,
+                "content_type": self.content_type, "bytes": self.bytes, "metadata": self.metadata}
+
+    def __repr__(self):
+        return "Message(%s %s from %s at %s)" % (self.kind, self.channel, self.from_, self.timestamp)
+
+
+_UNPARSED = object()
+
+
+class _ValuesInfo(ctypes.Structure):
+    _fields_ = [("generation", ctypes.c_uint64), ("version", ctypes.c_uint64),
+                ("count", ctypes.c_size_t), ("names_len", ctypes.c_size_t)]
+
+
+# ---------------------------------------------------------------------------
+# Loading the native library
+
+
+def _library_file_parts():
+    """(stem, suffix) of the library file on this OS."""
+    if sys.platform.startswith("win"):
+        return "datanet", ".dll"
+    if sys.platform == "darwin":
+        return "libdatanet", ".dylib"
+    return "libdatanet", ".so"
+
+
+def _td_project_folder():
+    project = globals().get("project") or getattr(builtins, "project", None)
+    if project is None:
+        project = getattr(sys.modules.get("td"), "project", None)
+    return getattr(project, "folder", None) or None
+
+
+def _candidate_paths(lib_path):
+    """Full paths to try, in order. Only full paths: Windows' ctypes no longer
+    searches PATH or the working directory."""
+    if lib_path:
+        return [os.path.abspath(lib_path)]
+    stem, suffix = _library_file_parts()
+    folders = []
+    if os.environ.get("DATANET_LIB"):
+        return [os.path.abspath(os.environ["DATANET_LIB"])]
+    folder = _td_project_folder()
+    if folder:
+        folders.append(folder)
+    here = globals().get("__file__")
+    if here:
+        here = os.path.dirname(os.path.abspath(here))
+        folders += [here, os.path.join(here, "target", "release")]
+    paths = []
+    for folder in folders:
+        paths.append(os.path.join(folder, stem + suffix))
+        # setup_packages.py copies the library under a versioned name, because
+        # Windows locks a loaded DLL: prefer the newest copy.
+        try:
+            versioned = [os.path.join(folder, f) for f in os.listdir(folder)
+                         if f.startswith(stem + "-") and f.endswith(suffix)]
+        except OSError:
+            versioned = []
+        paths[-1:-1] = sorted(versioned, key=os.path.getmtime, reverse=True)
+    return paths
+
+
+def _declare(lib):
+    c = ctypes
+    u64, i32, size, text = c.c_uint64, c.c_int32, c.c_size_t, c.c_char_p
+    signatures = {
+        "dn_version": (text, []),
+        "dn_abi_version": (c.c_uint32, []),
+        "dn_last_error": (i32, [c.c_void_p, size, c.POINTER(size)]),
+        "dn_client_new": (i32, [text, c.POINTER(u64)]),
+        "dn_client_free": (i32, [u64]),
+        "dn_connect": (i32, [u64]),
+        "dn_disconnect": (i32, [u64]),
+        "dn_subscribe": (i32, [u64, text]),
+        "dn_unsubscribe": (i32, [u64, text]),
+        "dn_publish_json": (i32, [u64, text, text]),
+        "dn_publish_binary": (i32, [u64, text, c.c_char_p, size, text, text]),
+        "dn_poll": (i32, [u64, c.c_void_p, size, c.c_uint32, c.POINTER(size), c.POINTER(c.c_uint32)]),
+        "dn_values": (i32, [u64, u64, c.POINTER(c.c_double), size, c.c_void_p, size, c.POINTER(_ValuesInfo)]),
+        "dn_value": (i32, [u64, text, text, c.POINTER(c.c_double)]),
+        "dn_last_message": (i32, [u64, text, c.c_void_p, size, c.POINTER(size)]),
+        "dn_status": (i32, [u64, c.c_void_p, size, c.POINTER(size)]),
+        "dn_request_presence": (i32, [u64, text]),
+    }
+    for name, (restype, argtypes) in signatures.items():
+        function = getattr(lib, name)
+        function.restype = restype
+        function.argtypes = argtypes
+
+
+def load_library(lib_path=None):
+    """Loads (once per process) and checks the native library; returns it."""
+    tried = []
+    for path in _candidate_paths(lib_path):
+        if path in _runtime.libraries:
+            return _runtime.libraries[path]
+        if not os.path.isfile(path):
+            tried.append(path)
+            continue
+        lib = ctypes.CDLL(path)
+        abi = lib.dn_abi_version()
+        if abi != ABI_VERSION:
+            raise DataNetError(
+                "abi_mismatch",
+                "%s speaks ABI %d but this DataNet.py needs ABI %d: rebuild the library "
+                "(cargo build --release), run setup_packages.py, and restart TouchDesigner "
+                "(a loaded library cannot be replaced)" % (path, abi, ABI_VERSION))
+        _declare(lib)
+        _runtime.libraries[path] = lib
+        return lib
+    raise DataNetError(
+        "library_not_found",
+        "the DataNet library was not found; looked in: %s. Run setup_packages.py, or pass "
+        "lib_path=, or set DATANET_LIB to the library's full path" % ", ".join(tried))
+
+
+def _last_error(lib):
+    buf = ctypes.create_string_buffer(2048)
+    length = ctypes.c_size_t()
+    if lib.dn_last_error(buf, len(buf), ctypes.byref(length)) != _OK:
+        return "unknown error"
+    return buf.value.decode("utf-8", "replace")
+
+
+def _check(lib, rc):
+    if rc == _OK:
+        return
+    text = _last_error(lib)
+    code, sep, message = text.partition(": ")
+    if not (sep and re.fullmatch(r"[a-z_]+", code)):
+        code, message = _ERROR_CODES.get(rc, "internal_error"), text
+    raise DataNetError(code, message)
+
+
+def _c_text(value, what):
+    if not isinstance(value, str):
+        raise DataNetError("invalid_argument", "%s must be a string, not %s" % (what, type(value).__name__))
+    if "\x00" in value:
+        raise DataNetError("invalid_argument", "%s contains a NUL character" % what)
+    return value.encode("utf-8")
+
+
+# ---------------------------------------------------------------------------
+# Reading the batch records
+
+
+def _records(data):
+    """Yields (kind, flags, ts, channel, from_, content_type, meta, payload) per record."""
+    at, end = 0, len(data)
+    unpack = _HEADER.unpack_from
+    header_len = _HEADER.size
+    while at < end:
+        length, kind, flags, _, ts, cl, fl, tl, ml, pl = unpack(data, at)
+        p = at + header_len
+        channel = data[p:p + cl].decode("utf-8")
+        p += cl
+        from_ = data[p:p + fl].decode("utf-8")
+        p += fl
+        content_type = data[p:p + tl].decode("utf-8")
+        p += tl
+        meta = data[p:p + ml]
+        p += ml
+        payload = data[p:p + pl]
+        yield kind, flags, ts, channel, from_, content_type, meta, payload
+        at += length
+
+
+def _message_from_record(kind, flags, ts, channel, from_, content_type, meta, payload):
+    if kind == _EVENT_JSON:
+        return Message("json", channel, from_, ts, payload.decode("utf-8"))
+    metadata = {"raw": True} if flags & _FLAG_RAW else (json.loads(meta) if meta else None)
+    return Message("binary", channel, from_, ts, bytes(payload), content_type, metadata, bool(flags & _FLAG_RAW))
+
+
+_CHANNEL_NAME_JUNK = re.compile(r"[^A-Za-z0-9_]+")
+_PROJECT_PREFIX = re.compile(r"^project\.[^.]+\.")
+
+
+def chop_channel_name(channel, key, strip_prefix=True):
+    """The CHOP channel name of a numeric field: the channel (without its
+    ``project.<id>.`` prefix) and the key path, joined by ``_``, with every
+    character that is not a letter, digit or ``_`` replaced by ``_``."""
+    if strip_prefix:
+        channel = _PROJECT_PREFIX.sub("", channel)
+    name = channel + ("_" + key if key else "")
+    name = _CHANNEL_NAME_JUNK.sub("_", name).strip("_") or "value"
+    return "_" + name if name[0].isdigit() else name
+
+
+# ---------------------------------------------------------------------------
+# The client
+
+
+def _new_state():
+    return {
+        "lib": None,
+        "handle": None,
+        "config": None,
+        "subscribers": {},  # channel -> list of (kind, callback, content_type)
+        "handlers": {event: [] for event in EVENTS},
+        "rows": collections.deque(maxlen=ROW_HISTORY),  # (seq, row)
+        "row_seq": 0,
+        "table_cursors": {},  # table key -> last seq shown
+        "conn_id": None,
+        "occupancy": {},
+        "values_dirty": False,
+        "chop": {"generation": _GENERATION_NONE, "pairs": [], "layouts": {}},
+        "callback_errors": 0,
+        "poll_buffer": ctypes.create_string_buffer(1 << 20),
+        "values": (ctypes.c_double * 0)(),
+        "names": ctypes.create_string_buffer(1 << 16),
+        "last_status": None,
+    }
+
+
+class DataNet:
+    """One DataNet connection. The module-level functions act on ``datanet``,
+    the default instance; create more with ``DataNet('name')``. Instances with
+    the same name share one native client, across re-runs of this file."""
+
+    def __init__(self, name="default"):
+        self.name = name
+        self._state = _runtime.instances.setdefault(name, _new_state())
+
+    # -- connection ----------------------------------------------------------
+
+    def connect(self, api_key, *, api_url=DEFAULT_API_URL, ws_url=DEFAULT_WS_URL, device_id=None,
+                client_id=None, device_name=None, lib_path=None, **options):
+        """Starts connecting in the background and returns at once. Calling it
+        again with the same settings keeps the running connection."""
+        config = {"api_key": api_key, "api_url": api_url, "ws_url": ws_url, "device_id": device_id,
+                  "client_id": client_id, "device_name": device_name}
+        config.update(options)
+        config = {k: v for k, v in config.items() if v is not None}
+        config_text = json.dumps(config, sort_keys=True)
+        st = self._state
+        lib = load_library(lib_path)
+        if st["handle"] is not None and st["config"] == config_text and st["lib"] is lib:
+            _check(lib, lib.dn_connect(st["handle"]))
+            return
+        self.disconnect()
+        handle = ctypes.c_uint64()
+        _check(lib, lib.dn_client_new(_c_text(config_text, "config"), ctypes.byref(handle)))
+        st.update(lib=lib, handle=handle.value, config=config_text, conn_id=None)
+        st["chop"]["generation"] = _GENERATION_NONE
+        for channel, entries in st["subscribers"].items():
+            for _ in entries:
+                _check(lib, lib.dn_subscribe(st["handle"], _c_text(channel, "channel")))
+        _check(lib, lib.dn_connect(st["handle"]))
+
+    def disconnect(self):
+        """Closes the connection (at most 500 ms, even against a dead gateway).
+        Safe to call twice or before connect. Subscriptions are kept for the next
+        connect."""
+        st = self._state
+        if st["handle"] is None:
+            return
+        try:
+            status = self.status()
+            status["state"] = "closed"
+            st["last_status"] = status
+        except DataNetError:
+            pass
+        st["lib"].dn_client_free(st["handle"])
+        st.update(handle=None, config=None, conn_id=None)
+
+    def is_connected(self):
+        return self.status().get("state") == "connected"
+
+    @property
+    def conn_id(self):
+        """This connection's id (the ``from`` of its own messages), once connected."""
+        return self._state["conn_id"]
+
+    # -- subscriptions -------------------------------------------------------
+
+    def subscribe(self, channel, callback=None):
+        """``callback(channel, data, from_, timestamp)`` for every JSON message.
+        Without a callback the channel still fills update_table and update_chop,
+        and its messages are never parsed in Python."""
+        self._add_subscriber(channel, "json", callback, None)
+        return callback
+
+    def subscribe_binary(self, channel, callback, content_type=None):
+        """``callback(channel, data: bytes, meta: dict)`` for binary messages (of
+        one content type, if given)."""
+        self._add_subscriber(channel, "binary", callback, content_type)
+        return callback
+
+    def subscribe_any(self, channel, callback):
+        """``callback(message)`` for JSON and binary messages; ``message.kind``
+        is ``"json"`` or ``"binary"``."""
+        self._add_subscriber(channel, "any", callback, None)
+        return callback
+
+    def unsubscribe(self, channel, callback=None):
+        """Removes one callback, or every callback of the channel."""
+        st = self._state
+        entries = st["subscribers"].get(channel, [])
+        removed = [e for e in entries if callback is None or e[1] == callback]
+        if not removed:
+            return 0
+        kept = [e for e in entries if e not in removed]
+        if kept:
+            st["subscribers"][channel] = kept
+        else:
+            del st["subscribers"][channel]
+        if st["handle"] is not None:
+            for _ in removed:
+                _check(st["lib"], st["lib"].dn_unsubscribe(st["handle"], _c_text(channel, "channel")))
+        return len(removed)
+
+    def _add_subscriber(self, channel, kind, callback, content_type):
+        if not (callable(callback) or (callback is None and kind == "json")):
+            raise DataNetError("invalid_argument", "callback must be callable")
+        st = self._state
+        entry = (kind, callback, content_type)
+        entries = st["subscribers"].setdefault(channel, [])
+        if entry in entries:
+            return
+        if st["handle"] is not None:
+            try:
+                _check(st["lib"], st["lib"].dn_subscribe(st["handle"], _c_text(channel, "channel")))
+            except DataNetError:
+                if not entries:
+                    del st["subscribers"][channel]
+                raise
+        else:
+            _c_text(channel, "channel")
+        entries.append(entry)
+
+    def subscriptions(self):
+        """The channels with at least one subscriber."""
+        return list(self._state["subscribers"])
+
+    def on(self, event, callback=None):
+        """Registers a handler: ``connect()``, ``disconnect()``, ``error(exc)``
+        with a DataNetError, ``presence(channel, {"occupancy", "members"})``.
+        Usable as a decorator: ``@dn.on("error")``."""
+        if event not in EVENTS:
+            raise DataNetError("invalid_argument", "unknown event %r; use one of %s" % (event, ", ".join(EVENTS)))
+        if callback is None:
+            return lambda fn: self.on(event, fn)
+        handlers = self._state["handlers"][event]
+        if callback not in handlers:
+            handlers.append(callback)
+        return callback
+
+    # -- publishing ----------------------------------------------------------
+
+    def publish(self, channel, data, content_type=None, metadata=None):
+        """Publishes any JSON value, or bytes-like data (bytes, bytearray,
+        memoryview) as binary. Never blocks: while disconnected it is queued."""
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return self.publish_binary(channel, data, content_type or "application/octet-stream", metadata)
+        try:
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise DataNetError("invalid_argument", "data is not JSON-serialisable: %s" % e) from None
+        lib, handle = self._live()
+        _check(lib, lib.dn_publish_json(handle, _c_text(channel, "channel"), _c_text(text, "data")))
+
+    def publish_binary(self, channel, data, content_type="application/octet-stream", metadata=None):
+        """Publishes bytes with a content type and an optional metadata dict."""
+        payload = bytes(data)
+        meta = None if metadata is None else json.dumps(metadata, separators=(",", ":"), allow_nan=False)
+        lib, handle = self._live()
+        _check(lib, lib.dn_publish_binary(
+            handle, _c_text(channel, "channel"), payload, len(payload),
+            _c_text(content_type or "", "content_type"), None if meta is None else _c_text(meta, "metadata")))
+
+    def _live(self):
+        st = self._state
+        if st["handle"] is None:
+            raise DataNetError("not_connected", "call connect() first")
+        return st["lib"], st["handle"]
+
+    # -- the per-frame poll --------------------------------------------------
+
+    def poll(self, max_events=None):
+        """Drains a batch of events with one library call and dispatches the
+        callbacks here, on the calling thread. Returns how many events it handled.
+        At most ``max_events`` (default: the config's ``max_events_per_poll``);
+        the rest wait for the next frame."""
+        st = self._state
+        if st["handle"] is None:
+            return 0
+        lib, buf = st["lib"], st["poll_buffer"]
+        length, count = ctypes.c_size_t(), ctypes.c_uint32()
+        limit = 0 if max_events is None else max(1, int(max_events))
+        rc = lib.dn_poll(st["handle"], buf, len(buf), limit, ctypes.byref(length), ctypes.byref(count))
+        if rc == _ERR_BUFFER_TOO_SMALL:
+            buf = st["poll_buffer"] = ctypes.create_string_buffer(max(length.value, 2 * len(buf)))
+            rc = lib.dn_poll(st["handle"], buf, len(buf), limit, ctypes.byref(length), ctypes.byref(count))
+        _check(lib, rc)
+        if not count.value:
+            return 0
+        for record in _records(ctypes.string_at(buf, length.value)):
+            self._dispatch(*record)
+        return count.value
+
+    def _dispatch(self, kind, flags, ts, channel, from_, content_type, meta, payload):
+        st = self._state
+        if kind == _EVENT_JSON:
+            text = payload.decode("utf-8")
+            st["values_dirty"] = True
+            self._add_row(channel, text, from_, ts)
+            entries = st["subscribers"].get(channel)
+            if entries:
+                message = Message("json", channel, from_, ts, text)
+                for entry_kind, callback, _ in entries:
+                    if callback is None:
+                        continue
+                    if entry_kind == "json":
+                        self._call(callback, channel, message.data, from_, ts)
+                    elif entry_kind == "any":
+                        self._call(callback, message)
+        elif kind == _EVENT_BINARY:
+            message = _message_from_record(kind, flags, ts, channel, from_, content_type, meta, payload)
+            self._add_row(channel, "<%s, %d bytes>" % (content_type, len(payload)), from_, ts)
+            targets = list(st["subscribers"]) if message.raw else [channel]
+            for target in targets:
+                for entry_kind, callback, wanted_type in st["subscribers"].get(target, ()):
+                    delivered = message if target == message.channel else Message(
+                        "binary", target, from_, ts, message.data, content_type, message.metadata, message.raw)
+                    if entry_kind == "binary" and wanted_type in (None, content_type):
+                        self._call(callback, target, delivered.data, delivered.meta())
+                    elif entry_kind == "any":
+                        self._call(callback, delivered)
+        elif kind == _EVENT_CONNECTED:
+            st["conn_id"] = payload.decode("utf-8")
+            self._emit("connect")
+        elif kind == _EVENT_DISCONNECTED:
+            self._emit("disconnect")
+        elif kind == _EVENT_ERROR:
+            self._emit_error(DataNetError.from_dict(json.loads(payload)))
+        elif kind == _EVENT_SUB_ACK:
+            st["occupancy"][channel] = json.loads(payload).get("occupancy")
+        elif kind == _EVENT_PRESENCE:
+            result = json.loads(payload)
+            if flags & _FLAG_ERROR:
+                self._emit_error(DataNetError.from_dict(result))
+            else:
+                st["occupancy"][channel] = result.get("occupancy")
+                self._emit("presence", channel, result)
+
+    def _add_row(self, channel, text, from_, ts):
+        st = self._state
+        st["row_seq"] += 1
+        if len(text) > MAX_CELL_CHARS:
+            text = text[:MAX_CELL_CHARS] + "..."
+        st["rows"].append((st["row_seq"], [channel, text, from_, ts]))
+
+    def _emit(self, event, *args):
+        for handler in self._state["handlers"][event]:
+            self._call(handler, *args)
+
+    def _emit_error(self, error):
+        if self._state["handlers"]["error"]:
+            self._emit("error", error)
+        else:
+            print("DataNet error: %s" % error)
+
+    def _call(self, callback, *args):
+        """A failing callback is reported and counted; it never stops the poll."""
+        try:
+            callback(*args)
+        except Exception:
+            self._state["callback_errors"] += 1
+            print("DataNet: callback %r raised:\n%s" % (callback, traceback.format_exc()))
+
+    # -- last values -----------------------------------------------------------
+
+    def get_value(self, channel, key=None, default=None):
+        """The newest value of a channel (its whole JSON value or bytes), or of
+        one numeric field at a key path such as ``"pos/x"``."""
+        st = self._state
+        if st["handle"] is None:
+            return default
+        if key is None:
+            message = self.last_message(channel)
+            return default if message is None else message.data
+        value = ctypes.c_double()
+        rc = st["lib"].dn_value(st["handle"], _c_text(channel, "channel"), _c_text(key, "key"), ctypes.byref(value))
+        if rc == _ERR_NOT_FOUND:
+            return default
+        _check(st["lib"], rc)
+        return value.value
+
+    def last_message(self, channel):
+        """The newest Message of a subscribed channel, or None."""
+        st = self._state
+        if st["handle"] is None:
+            return None
+        lib, buf, length = st["lib"], st["poll_buffer"], ctypes.c_size_t()
+        rc = lib.dn_last_message(st["handle"], _c_text(channel, "channel"), buf, len(buf), ctypes.byref(length))
+        if rc == _ERR_NOT_FOUND:
+            return None
+        if rc == _ERR_BUFFER_TOO_SMALL:
+            buf = st["poll_buffer"] = ctypes.create_string_buffer(length.value)
+            rc = lib.dn_last_message(st["handle"], _c_text(channel, "channel"), buf, len(buf), ctypes.byref(length))
+        _check(lib, rc)
+        return _message_from_record(*next(_records(ctypes.string_at(buf, length.value))))
+
+    def values_changed(self):
+        """True when messages arrived since the last update_chop: force-cook the
+        Script CHOP only then."""
+        return self._state["values_dirty"]
+
+    def numeric_values(self):
+        """The numeric last values as ``[(channel, key, value), ...]``."""
+        pairs, values = self._read_values()
+        return [(c, k, v) for (c, k), v in zip(pairs, values)]
+
+    def _read_values(self):
+        st = self._state
+        if st["handle"] is None:
+            return [], []
+        lib, chop, info = st["lib"], st["chop"], _ValuesInfo()
+        for _ in range(3):
+            values, names = st["values"], st["names"]
+            rc = lib.dn_values(st["handle"], chop["generation"], values, len(values), names, len(names),
+                               ctypes.byref(info))
+            if rc != _ERR_BUFFER_TOO_SMALL:
+                break
+            if info.count > len(values):
+                st["values"] = (ctypes.c_double * (2 * info.count))()
+            if info.names_len > len(names):
+                st["names"] = ctypes.create_string_buffer(2 * info.names_len)
+        _check(lib, rc)
+        if info.names_len:
+            chop["pairs"] = json.loads(st["names"].value.decode("utf-8"))
+            chop["generation"] = info.generation
+            chop["layouts"] = {}
+        return chop["pairs"], st["values"][:info.count]
+
+    # -- TouchDesigner helpers ---------------------------------------------------
+
+    def update_table(self, dat, max_rows=100):
+        """Appends the messages that arrived since the last call for this table
+        (columns channel, data, from, timestamp; binary rows show content type and
+        size), then trims the oldest rows in one batch to keep ``max_rows``."""
+        st = self._state
+        key = getattr(dat, "path", id(dat))
+        shown = st["table_cursors"].get(key, 0)
+        fresh = []
+        for seq, row in reversed(st["rows"]):
+            if seq <= shown:
+                break
+            fresh.append(row)
+        st["table_cursors"][key] = st["row_seq"]
+        if dat.numRows == 0:
+            dat.appendRow(TABLE_HEADER)
+        if not fresh:
+            return 0
+        fresh.reverse()
+        fresh = fresh[-max_rows:] if max_rows > 0 else []
+        if fresh:
+            dat.appendRows(fresh)
+        excess = dat.numRows - 1 - max(0, max_rows)
+        if excess > 0:
+            dat.deleteRows(list(range(1, 1 + excess)))
+        return len(fresh)
+
+    def update_chop(self, scriptOp, channels=None, strip_prefix=True):
+        """Fills a Script CHOP from the native last-value store: one channel per
+        numeric field (see chop_channel_name), one sample. ``channels`` limits it to
+        some DataNet channels. Call it from the Script CHOP's onCook."""
+        st = self._state
+        pairs, values = self._read_values()
+        wanted = None if channels is None else tuple([channels] if isinstance(channels, str) else channels)
+        layout_key = (wanted, strip_prefix)
+        layout = st["chop"]["layouts"].get(layout_key)
+        if layout is None:
+            layout, used = [], set()
+            for index, (channel, key) in enumerate(pairs):
+                if wanted is not None and channel not in wanted:
+                    continue
+                name = base = chop_channel_name(channel, key, strip_prefix)
+                suffix = 2
+                while name in used:
+                    name, suffix = "%s_%d" % (base, suffix), suffix + 1
+                used.add(name)
+                layout.append((index, name))
+            st["chop"]["layouts"][layout_key] = layout
+        scriptOp.clear()
+        scriptOp.numSamples = 1
+        for index, name in layout:
+            scriptOp.appendChan(name)[0] = values[index]
+        st["values_dirty"] = False
+        return len(layout)
+
+    # -- status and presence ---------------------------------------------------
+
+    def status(self):
+        """State, connection id, counters, last error, RTT and more, as a dict."""
+        st = self._state
+        if st["handle"] is None:
+            status = dict(st["last_status"] or {"state": "idle", "conn_id": None, "counters": {},
+                                                  "last_error": None, "rtt_ms": None})
+        else:
+            lib, buf, length = st["lib"], ctypes.create_string_buffer(8192), ctypes.c_size_t()
+            rc = lib.dn_status(st["handle"], buf, len(buf), ctypes.byref(length))
+            if rc == _ERR_BUFFER_TOO_SMALL:
+                buf = ctypes.create_string_buffer(length.value)
+                rc = lib.dn_status(st["handle"], buf, len(buf), ctypes.byref(length))
+            _check(lib, rc)
+            status = json.loads(buf.value.decode("utf-8"))
+        status["callback_errors"] = st["callback_errors"]
+        status["occupancy"] = dict(st["occupancy"])
+        return status
+
+    def get_presence(self, channel):
+        """Requests presence; the answer arrives as a ``presence`` event (or an
+        ``error`` event). Meant for occasional use, never every frame."""
+        lib, handle = self._live()
+        _check(lib, lib.dn_request_presence(handle, _c_text(channel, "channel")))
+
+
+#: The default instance; the module-level functions below act on it.
+datanet = DataNet()
+
+connect = datanet.connect
+disconnect = datanet.disconnect
+subscribe = datanet.subscribe
+subscribe_binary = datanet.subscribe_binary
+subscribe_any = datanet.subscribe_any
+unsubscribe = datanet.unsubscribe
+subscriptions = datanet.subscriptions
+on = datanet.on
+publish = datanet.publish
+publish_binary = datanet.publish_binary
+poll = datanet.poll
+get_value = datanet.get_value
+last_message = datanet.last_message
+values_changed = datanet.values_changed
+numeric_values = datanet.numeric_values
+update_table = datanet.update_table
+update_chop = datanet.update_chop
+status = datanet.status
+is_connected = datanet.is_connected
+get_presence = datanet.get_presence

@@ -1,0 +1,75 @@
+# DataNet: paste into an Execute DAT; turn on Start, Create, Frame Start and Exit.
+#
+# The network beside it: a Text DAT named DataNet holding DataNet.py, a Table DAT
+# named messages, a Script CHOP named values whose callbacks DAT holds
+# td/script_chop_callbacks.py, and optionally a Text DAT named callbacks made from
+# td/callbacks_template.py. Settings come from the environment variables below, or
+# edit the defaults here.
+import os
+
+API_KEY = os.environ.get('DATANET_API_KEY', '')
+API_URL = os.environ.get('DATANET_API_URL', 'https://api.datanet.art')
+WS_URL = os.environ.get('DATANET_WS_URL', 'wss://ws.datanet.art')
+CHANNELS = os.environ.get('DATANET_CHANNELS', 'project.demo.sensor').split()
+TABLE = 'messages'
+CHOP = 'values'
+CALLBACKS = 'callbacks'
+MAX_ROWS = 100
+
+
+def onStart():
+    dn = op('DataNet').module
+    if not API_KEY:
+        debug('DataNet: set DATANET_API_KEY (or API_KEY in this DAT) to connect')
+        return
+    dn.connect(API_KEY, api_url=API_URL, ws_url=WS_URL)
+    for channel in CHANNELS:
+        # No Python callback: messages fill the table and the CHOP without being
+        # parsed in Python. The callbacks DAT, when present, gets them too.
+        dn.subscribe(channel, _on_message if _callback('onMessage') else None)
+    dn.on('connect', _on_connect)
+    dn.on('disconnect', _on_disconnect)
+    dn.on('error', _on_error)
+
+
+def onCreate():
+    onStart()
+
+
+def onFrameStart(frame):
+    dn = op('DataNet').module
+    dn.poll()
+    dn.update_table(op(TABLE), max_rows=MAX_ROWS)
+    if dn.values_changed():
+        op(CHOP).cook(force=True)
+
+
+def onExit():
+    op('DataNet').module.disconnect()
+
+
+def _callback(name):
+    dat = op(CALLBACKS)
+    return getattr(dat.module, name, None) if dat is not None else None
+
+
+def _forward(name, *args):
+    function = _callback(name)
+    if function is not None:
+        function(*args)
+
+
+def _on_message(channel, data, from_, timestamp):
+    _forward('onMessage', channel, data, from_, timestamp)
+
+
+def _on_connect():
+    _forward('onConnect')
+
+
+def _on_disconnect():
+    _forward('onDisconnect')
+
+
+def _on_error(error):
+    _forward('onError', error)
