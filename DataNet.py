@@ -350,7 +350,6 @@ def _new_state():
         "rows": collections.deque(maxlen=ROW_HISTORY),  # (seq, row)
         "row_seq": 0,
         "table_cursors": {},  # table key -> last seq shown
-        "conn_id": None,
         "occupancy": {},
         "values_dirty": False,
         "chop": {"generation": _GENERATION_NONE, "pairs": [], "layouts": {}},
@@ -369,7 +368,16 @@ class DataNet:
 
     def __init__(self, name="default"):
         self.name = name
-        self._state = _runtime.instances.setdefault(name, _new_state())
+        self._state  # noqa: B018 - creates the shared state now
+
+    @property
+    def _state(self):
+        # Looked up on every use, so every instance of a name, from any run of
+        # this file, always shares the one state.
+        state = _runtime.instances.get(self.name)
+        if state is None:
+            state = _runtime.instances[self.name] = _new_state()
+        return state
 
     # -- connection ----------------------------------------------------------
 
@@ -390,7 +398,7 @@ class DataNet:
         self.disconnect()
         handle = ctypes.c_uint64()
         _check(lib, lib.dn_client_new(_c_text(config_text, "config"), ctypes.byref(handle)))
-        st.update(lib=lib, handle=handle.value, config=config_text, conn_id=None)
+        st.update(lib=lib, handle=handle.value, config=config_text)
         st["chop"]["generation"] = _GENERATION_NONE
         for channel, entries in st["subscribers"].items():
             for _ in entries:
@@ -411,7 +419,7 @@ class DataNet:
         except DataNetError:
             pass
         st["lib"].dn_client_free(st["handle"])
-        st.update(handle=None, config=None, conn_id=None)
+        st.update(handle=None, config=None)
 
     def is_connected(self):
         return self.status().get("state") == "connected"
@@ -419,7 +427,7 @@ class DataNet:
     @property
     def conn_id(self):
         """This connection's id (the ``from`` of its own messages), once connected."""
-        return self._state["conn_id"]
+        return self.status().get("conn_id")
 
     # -- subscriptions -------------------------------------------------------
 
@@ -577,7 +585,6 @@ class DataNet:
                     elif entry_kind == "any":
                         self._call(callback, delivered)
         elif kind == _EVENT_CONNECTED:
-            st["conn_id"] = payload.decode("utf-8")
             self._emit("connect")
         elif kind == _EVENT_DISCONNECTED:
             self._emit("disconnect")
