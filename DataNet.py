@@ -159,6 +159,11 @@ class _ValuesInfo(ctypes.Structure):
                 ("count", ctypes.c_size_t), ("names_len", ctypes.c_size_t)]
 
 
+# The loaded library's signatures name this class, so every run of this file must
+# use the class of the run that loaded the library: ctypes refuses a look-alike.
+_ValuesInfo = _runtime.__dict__.setdefault("ValuesInfo", _ValuesInfo)
+
+
 # ---------------------------------------------------------------------------
 # Loading the native library
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Every check and test of the project. `.ci/run` calls exactly this.
+# Needs Rust (stable), a C compiler and Python 3.11; it installs the Python
+# test-only packages (pytest, the official datanet-sdk) into target/pyenv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,3 +11,12 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test (unit, gateway, client integration, C ABI, header freshness)"
 cargo test
+echo "== cargo build --release (the library and gateway the Python tests load)"
+cargo build --release
+echo "== Python test environment: target/pyenv"
+if [ ! -x target/pyenv/bin/python ]; then
+    python3 -m venv target/pyenv
+fi
+target/pyenv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/py/requirements.txt
+echo "== pytest tests/py (DataNet.py in the TD fake, the shim, interop with datanet-sdk)"
+target/pyenv/bin/python -m pytest tests/py -q
