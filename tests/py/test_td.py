@@ -147,3 +147,36 @@ def test_a_bad_key_reaches_on_error_and_status(td, lib_env, monkeypatch):
     run_until(td, lambda: td.op("/log").numRows >= 1, what="an error")
     assert [c.val for c in td.op("/log").row(0)] == ["authentication_failed", "401"]
     assert dn.status()["last_error"]["code"] == "authentication_failed"
+
+
+def test_parameter_execute_drives_the_connection(td, lib_env):
+    from conftest import read
+    comp = td.root.create("baseCOMP", "DataNetComp")
+    page = comp.appendCustomPage("DataNet")
+    for name in ("Apikey", "Apiurl", "Wsurl", "Channels"):
+        page.appendStr(name)
+    page.appendToggle("Active")
+    for name in ("Connect", "Disconnect", "Reset"):
+        page.appendPulse(name)
+    comp.create("textDAT", "DataNet").text = read("DataNet.py")
+    watcher = comp.create("parameterexecuteDAT", "parexec")
+    watcher.par.op = comp
+    watcher.text = read("td/parameter_execute.py")
+    comp.par.Apikey = KEY
+    comp.par.Apiurl = lib_env.url
+    comp.par.Wsurl = lib_env.ws_url
+    comp.par.Channels = "project.demo.a project.demo.b"
+    dn = comp.op("DataNet").module
+    assert dn.status()["state"] == "idle", "nothing connects before Active"
+    comp.par.Active = True
+    run_until(td, lambda: dn.is_connected(), what="connected by Active")
+    assert sorted(dn.subscriptions()) == ["project.demo.a", "project.demo.b"]
+    comp.par.Channels = "project.demo.b"
+    assert dn.subscriptions() == ["project.demo.b"]
+    comp.par.Disconnect.pulse()
+    assert dn.status()["state"] == "closed"
+    comp.par.Connect.pulse()
+    run_until(td, lambda: dn.is_connected(), what="connected by Connect")
+    comp.par.Active = False
+    assert dn.status()["state"] == "closed"
+    assert lib_env.stats()["connections"] == 0
