@@ -168,7 +168,7 @@ _ValuesInfo = _runtime.__dict__.setdefault("ValuesInfo", _ValuesInfo)
 # Loading the native library
 
 
-def _library_file_parts():
+def library_file_parts():
     """(stem, suffix) of the library file on this OS."""
     if sys.platform.startswith("win"):
         return "datanet", ".dll"
@@ -177,7 +177,7 @@ def _library_file_parts():
     return "libdatanet", ".so"
 
 
-def _td_project_folder():
+def td_project_folder():
     project = globals().get("project") or getattr(builtins, "project", None)
     if project is None:
         project = getattr(sys.modules.get("td"), "project", None)
@@ -189,11 +189,11 @@ def _candidate_paths(lib_path):
     searches PATH or the working directory."""
     if lib_path:
         return [os.path.abspath(lib_path)]
-    stem, suffix = _library_file_parts()
+    stem, suffix = library_file_parts()
     folders = []
     if os.environ.get("DATANET_LIB"):
         return [os.path.abspath(os.environ["DATANET_LIB"])]
-    folder = _td_project_folder()
+    folder = td_project_folder()
     if folder:
         folders.append(folder)
     here = globals().get("__file__")

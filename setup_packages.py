@@ -30,25 +30,8 @@ def repo_folder():
     return os.getcwd()
 
 
-def project_folder():
-    """TouchDesigner's project folder when run inside TD, else None."""
-    project = globals().get("project")
-    if project is None:
-        import builtins
-        project = getattr(builtins, "project", None)
-    return getattr(project, "folder", None)
-
-
-def library_file_name():
-    if sys.platform.startswith("win"):
-        return "datanet", ".dll"
-    if sys.platform == "darwin":
-        return "libdatanet", ".dylib"
-    return "libdatanet", ".so"
-
-
-def find_or_build(repo, build=True):
-    stem, suffix = library_file_name()
+def find_or_build(datanet, repo, build=True):
+    stem, suffix = datanet.library_file_parts()
     candidates = [os.path.join(repo, stem + suffix), os.path.join(repo, "target", "release", stem + suffix)]
     for path in candidates:
         if os.path.isfile(path):
@@ -63,9 +46,9 @@ def find_or_build(repo, build=True):
     return candidates[1]
 
 
-def install(library, dest):
+def install(datanet, library, dest):
     """Copies the library to dest under a name that changes with its content."""
-    stem, suffix = library_file_name()
+    stem, suffix = datanet.library_file_parts()
     with open(library, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:12]
     target = os.path.join(dest, "%s-%s%s" % (stem, digest, suffix))
@@ -102,10 +85,10 @@ def main(argv):
         else:
             raise SystemExit("usage: setup_packages.py [--dest FOLDER] [--no-build]")
     repo = repo_folder()
-    dest = dest or project_folder() or os.getcwd()
-    library = find_or_build(repo, build)
-    installed = install(library, dest)
     datanet = load_datanet_module(repo)
+    dest = dest or datanet.td_project_folder() or os.getcwd()
+    library = find_or_build(datanet, repo, build)
+    installed = install(datanet, library, dest)
     lib = datanet.load_library(installed)
     print("DataNet: library %s (version %s, ABI %d) installed as %s" % (
         library, lib.dn_version().decode(), lib.dn_abi_version(), installed))

@@ -41,7 +41,7 @@ def start_gateway():
 
 def library_path():
     import DataNet
-    stem, suffix = DataNet._library_file_parts()
+    stem, suffix = DataNet.library_file_parts()
     return os.path.join(REPO, "target", "release", stem + suffix)
 
 

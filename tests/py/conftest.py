@@ -19,13 +19,9 @@ KEY = "ak_python_tests"
 
 
 def library_path():
-    if sys.platform.startswith("win"):
-        name = "datanet.dll"
-    elif sys.platform == "darwin":
-        name = "libdatanet.dylib"
-    else:
-        name = "libdatanet.so"
-    return os.path.join(RELEASE, name)
+    import DataNet
+    stem, suffix = DataNet.library_file_parts()
+    return os.path.join(RELEASE, stem + suffix)
 
 
 def gateway_exe():
