@@ -92,7 +92,7 @@
  The ABI version `DataNet.py` checks at load time. Bump on any change to a
  signature, a constant or the record format.
  */
-#define DN_ABI_VERSION 1
+#define DN_ABI_VERSION 2
 
 /*
  Event kinds in a poll batch record (`kind` byte).
@@ -154,6 +154,25 @@ typedef struct DnValuesInfo {
    */
   size_t names_len;
 } DnValuesInfo;
+
+/*
+ The header fields of a decoded ArtDMX packet.
+ */
+typedef struct DnArtDmx {
+  uint8_t universe;
+  uint8_t subnet;
+  uint8_t net;
+  uint8_t sequence;
+  uint8_t physical;
+  /*
+   Net, Sub-Net and Universe as one 15-bit Port-Address.
+   */
+  uint16_t port_address;
+  /*
+   Bytes of DMX data.
+   */
+  size_t length;
+} DnArtDmx;
 
 #ifdef __cplusplus
 extern "C" {
@@ -299,6 +318,79 @@ int32_t dn_status(uint64_t handle, char *buf, size_t cap, size_t *out_len);
  `channel` NUL-terminated.
  */
 int32_t dn_request_presence(uint64_t handle, const char *channel);
+
+/*
+ Builds a DMX frame (PROTOCOL.md §9): `length` clamped to 1..512; each value
+ truncated toward zero and clamped to 0..255, NaN as 0; missing values 0.
+
+ # Safety
+ `values` valid for `count` doubles; `out` for `cap` bytes; `out_len` valid.
+ */
+int32_t dn_build_dmx_frame(const double *values, size_t count, int64_t length, uint8_t *out, size_t cap, size_t *out_len);
+
+/*
+ Builds an ArtDMX packet: fields clamped (universe and subnet 0..15, net 0..127,
+ sequence and physical 0..255); data length max(len, 2) clamped to 2..512 and
+ rounded up to even, zero-padded.
+
+ # Safety
+ `dmx` valid for `len` bytes; `out` for `cap` bytes; `out_len` valid.
+ */
+int32_t dn_build_art_dmx_packet(const uint8_t *dmx, size_t len, int64_t universe, int64_t subnet, int64_t net, int64_t sequence, int64_t physical, uint8_t *out, size_t cap, size_t *out_len);
+
+/*
+ Decodes an ArtDMX packet: header fields into `*out_header`, DMX data into
+ `data` (up to 512 bytes; `*out_len` gets its length). A packet that is not a
+ valid ArtDMX is `DN_ERR_INVALID_ARGUMENT`.
+
+ # Safety
+ `packet` valid for `len` bytes; `data` for `cap` bytes; out-pointers valid.
+ */
+int32_t dn_decode_art_dmx(const uint8_t *packet, size_t len, struct DnArtDmx *out_header, uint8_t *data, size_t cap, size_t *out_len);
+
+/*
+ Standard padded base64 of `data`, NUL-terminated.
+
+ # Safety
+ `data` valid for `len` bytes; `out` for `cap` bytes; `out_len` valid.
+ */
+int32_t dn_base64_encode(const uint8_t *data, size_t len, char *out, size_t cap, size_t *out_len);
+
+/*
+ Decodes standard padded base64; invalid text is `DN_ERR_INVALID_ARGUMENT`.
+
+ # Safety
+ `text` NUL-terminated; `out` valid for `cap` bytes; `out_len` valid.
+ */
+int32_t dn_base64_decode(const char *text, uint8_t *out, size_t cap, size_t *out_len);
+
+/*
+ Streams JSON on a channel: the newest value is sent at most `max_hz` times a
+ second (0 = no cap); values replaced before sending count as `coalesced`.
+
+ # Safety
+ `channel`, `json` NUL-terminated.
+ */
+int32_t dn_stream_json(uint64_t handle, const char *channel, const char *json, double max_hz);
+
+/*
+ Streams a DMX frame built from `values` (rules of `dn_build_dmx_frame`) as
+ `binary/dmx`, at most `max_hz` per second, newest value only.
+
+ # Safety
+ `channel` NUL-terminated; `values` valid for `count` doubles; `meta_json` NULL
+ or NUL-terminated.
+ */
+int32_t dn_stream_dmx(uint64_t handle, const char *channel, const double *values, size_t count, int64_t length, const char *meta_json, double max_hz);
+
+/*
+ Streams ArtDMX packets of `values` as `binary/artnet`, at most `max_hz` per
+ second, newest value only; the Sequence field advances per packet sent (1..255).
+
+ # Safety
+ As `dn_stream_dmx`.
+ */
+int32_t dn_stream_artnet(uint64_t handle, const char *channel, const double *values, size_t count, int64_t universe, int64_t subnet, int64_t net, int64_t physical, const char *meta_json, double max_hz);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -504,3 +504,94 @@ fn device_limit_after_connected_disconnects_and_fails() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(gw.stats()["connections_total"].as_u64().unwrap(), connections, "no reconnect after a fatal error");
 }
+
+#[test]
+fn lighting_payloads_fill_the_store_and_others_are_counted() {
+    let gw = Gateway::start();
+    let client = connected(config(&gw));
+    subscribed(&client, "project.demo.light");
+    let packet = datanet::protocol::lighting::build_art_dmx_packet(
+        &[10, 20, 30],
+        datanet::protocol::lighting::ArtDmxHeader::clamped(2, 1, 0, 0, 0),
+    );
+    let floats: Vec<u8> = [0.5f32, -1.25].iter().flat_map(|f| f.to_le_bytes()).collect();
+    client.publish_binary("project.demo.light", &[0, 128, 255], "binary/dmx", Some(r#"{"universe":3}"#)).unwrap();
+    client.publish_binary("project.demo.light", &packet, "binary/artnet", None).unwrap();
+    client.publish_binary("project.demo.light", &floats, "binary/vecf32", None).unwrap();
+    client.publish_binary("project.demo.light", &[1, 2], "binary/ble-adv-batch", None).unwrap();
+    client.publish_binary("project.demo.light", &[1, 2, 3], "binary/vecf32", None).unwrap();
+    for _ in 0..5 {
+        wait_message(&client, "project.demo.light");
+    }
+    assert_eq!(client.value("project.demo.light", "u3/2"), Some(128.0), "binary/dmx slot 2 of universe 3");
+    assert_eq!(client.value("project.demo.light", "u3/3"), Some(255.0));
+    assert_eq!(client.value("project.demo.light", "u18/3"), Some(30.0), "Art-Net Port-Address 0x12 = 18");
+    assert_eq!(client.value("project.demo.light", "1"), Some(-1.25), "vecf32 index 1");
+    assert_eq!(counter(&client, "binary_other"), 1);
+    assert_eq!(counter(&client, "binary_invalid"), 1);
+    assert_eq!(client.status()["last_error"]["code"], "protocol_error");
+}
+
+#[test]
+fn dmx_can_be_normalised_to_unit_range() {
+    let gw = Gateway::start();
+    let mut c = config(&gw);
+    c.dmx_normalize = true;
+    let client = connected(c);
+    subscribed(&client, "project.demo.n");
+    client.publish_binary("project.demo.n", &[255, 51], "binary/dmx", None).unwrap();
+    wait_message(&client, "project.demo.n");
+    assert_eq!(client.value("project.demo.n", "1"), Some(1.0));
+    assert_eq!(client.value("project.demo.n", "2"), Some(0.2));
+}
+
+#[test]
+fn streams_send_the_newest_value_at_the_capped_rate() {
+    let gw = Gateway::start();
+    let receiver = connected(config(&gw));
+    subscribed(&receiver, "project.demo.stream");
+    let sender = connected(config(&gw));
+    // 200 offers over ~1 s (a 200 fps source) on a 20 Hz stream.
+    let started = Instant::now();
+    for n in 0..200u32 {
+        sender.stream_dmx("project.demo.stream", &[f64::from(n % 256)], 1, None, 20.0).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = started.elapsed();
+    wait_until("the stream to drain", || sender.status()["counters"]["streams_pending"] == 0);
+    let status = sender.status();
+    let sent = status["counters"]["sent"].as_u64().unwrap();
+    let coalesced = status["counters"]["coalesced"].as_u64().unwrap();
+    assert_eq!(sent + coalesced, 200, "every offer is sent or coalesced");
+    let cap = (elapsed.as_secs_f64() * 20.0).ceil() as u64 + 1;
+    assert!(sent <= cap, "{sent} frames in {elapsed:?} exceeds 20 Hz");
+    assert!(sent >= cap / 2, "{sent} frames in {elapsed:?}: far below the cap");
+    // The last frame carries the newest value.
+    let mut last = None;
+    wait_until("every streamed frame", || {
+        while let Some(event) = receiver.next_event() {
+            if let Event::Message(m) = event {
+                last = Some(m);
+            }
+        }
+        counter(&receiver, "received") == sent
+    });
+    let Body::Binary { data, content_type, .. } = &last.unwrap().body else { panic!("binary expected") };
+    assert_eq!((data.as_slice(), content_type.as_str()), (&[199u8][..], "binary/dmx"));
+}
+
+#[test]
+fn art_net_streams_number_their_packets() {
+    let gw = Gateway::start();
+    let receiver = connected(config(&gw));
+    subscribed(&receiver, "project.demo.art");
+    let header = datanet::protocol::lighting::ArtDmxHeader::clamped(1, 0, 0, 0, 0);
+    for n in 0..3 {
+        receiver.stream_artnet("project.demo.art", &[f64::from(n); 4], header, Some(r#"{"rig":"a"}"#), 0.0).unwrap();
+        let message = wait_message(&receiver, "project.demo.art");
+        let Body::Binary { data, meta, .. } = &message.body else { panic!("binary expected") };
+        let packet = datanet::protocol::lighting::decode_art_dmx(data).unwrap();
+        assert_eq!((packet.header.sequence, packet.data[0]), (n as u8 + 1, n as u8));
+        assert_eq!(meta.as_deref(), Some(r#"{"rig":"a"}"#));
+    }
+}

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 
 use crate::protocol::error::{DataNetError, INVALID_ARGUMENT};
 
-pub const DEFAULT_API_URL: &str = "https://api.datanet.art";
-pub const DEFAULT_WS_URL: &str = "wss://ws.datanet.art";
+pub(crate) const DEFAULT_API_URL: &str = "https://api.datanet.art";
+pub(crate) const DEFAULT_WS_URL: &str = "wss://ws.datanet.art";
 
 /// Every setting of one client. `Debug` is implemented by hand to keep the API
 /// key out of any output.
@@ -38,6 +38,8 @@ pub struct Config {
     pub max_numeric_channels: usize,
     /// Extra trusted CA certificates (PEM), for self-hosted gateways.
     pub ca_file: Option<PathBuf>,
+    /// Store DMX and Art-Net slots as 0..1 instead of 0..255.
+    pub dmx_normalize: bool,
 }
 
 impl Config {
@@ -61,6 +63,7 @@ impl Config {
             max_message_bytes: 1 << 20,
             max_numeric_channels: 10_000,
             ca_file: None,
+            dmx_normalize: false,
         }
     }
 
@@ -110,6 +113,9 @@ impl Config {
         count(&mut reader, "max_events_per_poll", 10_000_000, &mut c.max_events_per_poll)?;
         count(&mut reader, "max_message_bytes", 1 << 30, &mut c.max_message_bytes)?;
         count(&mut reader, "max_numeric_channels", 10_000_000, &mut c.max_numeric_channels)?;
+        if let Some(flag) = reader.boolean("dmx_normalize")? {
+            c.dmx_normalize = flag;
+        }
         if let Some(unknown) = reader.map.keys().next() {
             return Err(invalid(format!("unknown config key \"{unknown}\"")));
         }
@@ -158,6 +164,14 @@ impl Reader {
         }
     }
 
+    fn boolean(&mut self, key: &str) -> Result<Option<bool>, DataNetError> {
+        match self.map.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(_) => Err(invalid(format!("config key \"{key}\" must be true or false"))),
+        }
+    }
+
     fn integer(&mut self, key: &str, min: u64, max: u64) -> Result<Option<u64>, DataNetError> {
         match self.map.remove(key) {
             None | Some(Value::Null) => Ok(None),
@@ -186,12 +200,13 @@ mod tests {
         assert_eq!(c.max_reconnect_attempts, 0);
         let c = Config::from_json(
             r#"{"api_key":"ak_1","api_url":"http://localhost:1","ws_url":"ws://localhost:1","heartbeat_interval_ms":100,
-                "outbound_max_messages":5,"device_id":"d","ca_file":null}"#,
+                "outbound_max_messages":5,"device_id":"d","ca_file":null,"dmx_normalize":true}"#,
         )
         .unwrap();
         assert_eq!(c.heartbeat_interval, Duration::from_millis(100));
         assert_eq!(c.outbound_max_messages, 5);
         assert_eq!(c.device_id.as_deref(), Some("d"));
+        assert!(c.dmx_normalize);
     }
 
     #[test]
@@ -205,6 +220,7 @@ mod tests {
             (r#"{"api_key":"k","ws_url":"http://x"}"#, "ws_url"),
             (r#"{"api_key":"k","hearbeat":1}"#, "unknown config key \"hearbeat\""),
             (r#"{"api_key":"k","inbound_queue_capacity":0}"#, "inbound_queue_capacity"),
+            (r#"{"api_key":"k","dmx_normalize":1}"#, "dmx_normalize"),
         ] {
             let e = Config::from_json(text).unwrap_err();
             assert_eq!(e.code, INVALID_ARGUMENT);

@@ -20,6 +20,7 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::event::{lock, Body, Event, Message};
 use super::status::{Counters, State};
+use super::store::Numbers;
 use super::Shared;
 use crate::protocol::backoff::ReconnectPolicy;
 use crate::protocol::envelope::{
@@ -31,6 +32,7 @@ use crate::protocol::error::{
     PRESENCE_FAILED,
 };
 use crate::protocol::jwt::{decode_claims, Claims};
+use crate::protocol::lighting;
 use crate::protocol::rest::{join_url, parse_presence_response, parse_token_response, presence_path, TokenRequest};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -252,6 +254,10 @@ struct Writer {
     /// A publish taken from the outbound buffer and not yet accepted by the
     /// socket; it goes back to the buffer if the connection ends.
     in_flight: Option<Utf8Bytes>,
+    /// Streamed values taken when due and not yet accepted by the socket.
+    streamed: VecDeque<Utf8Bytes>,
+    /// When the next streamed value becomes due.
+    next_stream_due: Option<Instant>,
 }
 
 impl Writer {
@@ -287,6 +293,16 @@ impl Writer {
             self.control.pop_front();
             Counters::add(&counters.bytes_out, len);
         }
+        let due = lock(&shared.streams).take_due(std::time::Instant::now());
+        self.streamed.extend(due.into_iter().map(Utf8Bytes::from));
+        while let Some(frame) = self.streamed.front() {
+            let len = frame.len() as u64;
+            ws.feed(WsMessage::Text(frame.clone())).await?;
+            self.streamed.pop_front();
+            Counters::add(&counters.sent, 1);
+            Counters::add(&counters.bytes_out, len);
+        }
+        self.next_stream_due = lock(&shared.streams).next_due().map(Instant::from_std);
         while written < WRITE_BATCH {
             if self.in_flight.is_none() {
                 self.in_flight = lock(&shared.outbound).pop().map(Utf8Bytes::from);
@@ -306,8 +322,12 @@ impl Writer {
         Ok(())
     }
 
-    /// Gives an unwritten publish back to the outbound buffer, ahead of the rest.
+    /// Gives an unwritten publish back to the outbound buffer, ahead of the rest;
+    /// streamed values that were due but not written are counted as dropped (the
+    /// stream's next value supersedes them).
     fn requeue(&mut self, shared: &Shared) {
+        Counters::add(&shared.counters.dropped_outbound, self.streamed.len() as u64);
+        self.streamed.clear();
         if let Some(frame) = self.in_flight.take() {
             let dropped = lock(&shared.outbound).push_front(frame.as_str().to_string());
             Counters::add(&shared.counters.dropped_outbound, dropped);
@@ -347,6 +367,7 @@ async fn serve(shared: &Arc<Shared>, control: &mut Control, ws: &mut Ws) -> Endi
                 }
             }
             _ = shared.wake.notified() => true,
+            _ = sleep_until_some(writer.next_stream_due) => true,
             _ = heartbeat.tick() => {
                 writer.control.push_back(Utf8Bytes::from_static(HEARTBEAT));
                 heartbeat_sent_at = Some(Instant::now());
@@ -420,22 +441,40 @@ fn on_frame(shared: &Shared, frame: WsMessage, heartbeat_sent_at: &mut Option<In
     None
 }
 
-/// Parsed once here: the last-value store gets the numbers, the inbox gets the
+/// Parsed once here: the last-value store gets the numbers (flattened JSON, or
+/// the slots of DMX, Art-Net and float-vector payloads), the inbox gets the
 /// message with JSON as text for the consumer to parse only if it needs to.
 fn deliver(shared: &Shared, message: InboundMessage) {
-    Counters::add(&shared.counters.received, 1);
-    shared.counters.last_message_ms.store(unix_ms(), Ordering::Relaxed);
+    let counters = &shared.counters;
+    Counters::add(&counters.received, 1);
+    counters.last_message_ms.store(unix_ms(), Ordering::Relaxed);
     let InboundMessage { channel, from, ts, payload } = message;
+    let subscribed = lock(&shared.registry).contains(&channel);
+    let mut binary_numbers = None;
     let (body, json) = match payload {
         Payload::Json(value) => (Body::Json(value.to_string()), Some(value)),
         Payload::Binary { data, content_type, meta, raw } => {
+            match lighting::binary_numbers(&content_type, &data, meta.as_ref(), shared.config.dmx_normalize) {
+                Ok(Some(numbers)) => binary_numbers = Some(numbers),
+                Ok(None) => Counters::add(&counters.binary_other, 1),
+                Err(error) => {
+                    // Still delivered as bytes; counted and visible, not an event per frame.
+                    Counters::add(&counters.binary_invalid, 1);
+                    lock(&shared.health).last_error = Some(error.with_channel(&channel));
+                }
+            }
             let meta = meta.map(|m| serde_json::Value::Object(m).to_string());
             (Body::Binary { data, content_type, meta, raw }, None)
         }
     };
     let message = Arc::new(Message { channel, from, ts, body });
-    if lock(&shared.registry).contains(&message.channel) {
-        lock(&shared.store).record(message.clone(), json.as_ref());
+    if subscribed {
+        let numbers = match (&json, &binary_numbers) {
+            (Some(value), _) => Some(Numbers::Json(value)),
+            (None, Some(binary)) => Some(Numbers::Indexed(binary)),
+            (None, None) => None,
+        };
+        lock(&shared.store).record(message.clone(), numbers);
     }
     shared.inbox.push(Event::Message(message));
 }
@@ -455,6 +494,14 @@ async fn guarded<F: Future>(shared: &Arc<Shared>, control: &mut Control, work: F
 
 async fn idle_until_stopped(shared: &Arc<Shared>, control: &mut Control) {
     guarded(shared, control, std::future::pending::<()>()).await;
+}
+
+/// Sleeps until `when`, or forever without one.
+async fn sleep_until_some(when: Option<Instant>) {
+    match when {
+        Some(when) => tokio::time::sleep_until(when).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves once a stop was requested (or the API side is gone).

@@ -9,7 +9,7 @@ mod status;
 mod store;
 mod tls;
 
-pub use config::{Config, DEFAULT_API_URL, DEFAULT_WS_URL};
+pub use config::Config;
 pub use event::{Body, Event, Message};
 pub use status::State;
 pub use store::Snapshot;
@@ -24,7 +24,9 @@ use serde_json::{Map, Value};
 use crate::protocol::channel::validate_channel;
 use crate::protocol::envelope::{encode_publish_binary, encode_publish_json};
 use crate::protocol::error::{DataNetError, INVALID_ARGUMENT, NOT_CONNECTED, PRESENCE_FAILED};
+use crate::protocol::lighting::{build_dmx_frame, ArtDmxHeader};
 use crate::protocol::outbound::OutboundBuffer;
+use crate::protocol::streams::{StreamPayload, Streams, MAX_STREAMS};
 use crate::protocol::subscriptions::SubscriptionRegistry;
 use event::{lock, Inbox};
 use status::{Counters, Gauges, Health};
@@ -32,7 +34,7 @@ use store::LastValues;
 
 /// How long `disconnect` (and so `free`) may take, even against a gateway that
 /// stopped answering: TD must never hang on project close.
-pub const DISCONNECT_BUDGET: Duration = Duration::from_millis(500);
+pub(crate) const DISCONNECT_BUDGET: Duration = Duration::from_millis(500);
 /// Presence requests allowed in flight at once; more are refused with an event.
 const MAX_PRESENCE_IN_FLIGHT: usize = 4;
 
@@ -52,6 +54,8 @@ pub(crate) struct Shared {
     /// The current JWT, for presence requests and redaction.
     pub token: Mutex<Option<String>>,
     pub presence_in_flight: AtomicUsize,
+    /// Latest values published at a capped rate per channel.
+    pub streams: Mutex<Streams>,
     /// Wakes the connection task: outbound data or a registry change is waiting.
     pub wake: tokio::sync::Notify,
 }
@@ -116,6 +120,7 @@ impl Client {
             health: Mutex::new(Health::default()),
             token: Mutex::new(None),
             presence_in_flight: AtomicUsize::new(0),
+            streams: Mutex::new(Streams::default()),
             wake: tokio::sync::Notify::new(),
             config,
         };
@@ -214,14 +219,7 @@ impl Client {
         meta_json: Option<&str>,
     ) -> Result<(), DataNetError> {
         validate_channel(channel)?;
-        let meta: Option<Map<String, Value>> = match meta_json {
-            None => None,
-            Some(text) => match serde_json::from_str(text) {
-                Ok(Value::Object(map)) => Some(map),
-                Ok(Value::Null) => None,
-                _ => return Err(DataNetError::new(INVALID_ARGUMENT, "metadata must be a JSON object")),
-            },
-        };
+        let meta = parse_meta(meta_json)?;
         self.enqueue(encode_publish_binary(channel, data, content_type, meta.as_ref()))
     }
 
@@ -240,6 +238,57 @@ impl Client {
             )
         })?;
         Counters::add(&self.shared.counters.dropped_outbound, dropped);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Streams JSON: the channel sends its newest value at most `max_hz` times a
+    /// second (0 = as often as offered); values replaced before sending are
+    /// counted as coalesced.
+    pub fn stream_json(&self, channel: &str, json_text: &str, max_hz: f64) -> Result<(), DataNetError> {
+        validate_channel(channel)?;
+        encode_publish_json(channel, json_text)
+            .map_err(|e| DataNetError::new(INVALID_ARGUMENT, format!("stream data is not valid JSON: {e}")))?;
+        self.offer(channel, StreamPayload::Json(json_text.trim().to_string()), max_hz)
+    }
+
+    /// Streams a DMX frame built from `values` (PROTOCOL.md §9 rules) as `binary/dmx`.
+    pub fn stream_dmx(
+        &self,
+        channel: &str,
+        values: &[f64],
+        length: i64,
+        meta_json: Option<&str>,
+        max_hz: f64,
+    ) -> Result<(), DataNetError> {
+        validate_channel(channel)?;
+        let meta = parse_meta(meta_json)?;
+        self.offer(channel, StreamPayload::Dmx { frame: build_dmx_frame(values, length), meta }, max_hz)
+    }
+
+    /// Streams ArtDMX packets of `values` as `binary/artnet`; the Sequence field
+    /// advances with every packet sent.
+    pub fn stream_artnet(
+        &self,
+        channel: &str,
+        values: &[f64],
+        header: ArtDmxHeader,
+        meta_json: Option<&str>,
+        max_hz: f64,
+    ) -> Result<(), DataNetError> {
+        validate_channel(channel)?;
+        let meta = parse_meta(meta_json)?;
+        let dmx = build_dmx_frame(values, values.len().max(2) as i64);
+        self.offer(channel, StreamPayload::ArtNet { dmx, header, meta }, max_hz)
+    }
+
+    fn offer(&self, channel: &str, payload: StreamPayload, max_hz: f64) -> Result<(), DataNetError> {
+        if max_hz.is_nan() || max_hz < 0.0 {
+            return Err(DataNetError::new(INVALID_ARGUMENT, "max_hz must be 0 (no cap) or more"));
+        }
+        lock(&self.shared.streams)
+            .offer(channel, payload, max_hz)
+            .map_err(|_| DataNetError::new(INVALID_ARGUMENT, format!("more than {MAX_STREAMS} streamed channels")))?;
         self.shared.wake.notify_one();
         Ok(())
     }
@@ -307,7 +356,13 @@ impl Client {
             let store = lock(&self.shared.store);
             (store.numeric_len(), store.dropped_numeric())
         };
+        let (coalesced, streams_pending) = {
+            let streams = lock(&self.shared.streams);
+            (streams.coalesced(), streams.pending())
+        };
         let gauges = Gauges {
+            coalesced,
+            streams_pending,
             dropped_inbound: self.shared.inbox.dropped(),
             events_pending: self.shared.inbox.len(),
             queued_outbound,
@@ -317,6 +372,18 @@ impl Client {
             dropped_values,
         };
         status::status_json(&health, &self.shared.counters, &gauges)
+    }
+}
+
+/// Metadata given as JSON text: an object, or null/absent for none.
+fn parse_meta(meta_json: Option<&str>) -> Result<Option<Map<String, Value>>, DataNetError> {
+    match meta_json {
+        None => Ok(None),
+        Some(text) => match serde_json::from_str(text) {
+            Ok(Value::Object(map)) => Ok(Some(map)),
+            Ok(Value::Null) => Ok(None),
+            _ => Err(DataNetError::new(INVALID_ARGUMENT, "metadata must be a JSON object")),
+        },
     }
 }
 

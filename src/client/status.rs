@@ -39,6 +39,10 @@ pub struct Counters {
     pub dropped_outbound: AtomicU64,
     pub reconnects: AtomicU64,
     pub malformed: AtomicU64,
+    /// Binary messages of content types without numeric fields.
+    pub binary_other: AtomicU64,
+    /// DMX, Art-Net or float-vector payloads that could not be decoded.
+    pub binary_invalid: AtomicU64,
     /// Unix ms of the newest inbound message; 0 = none yet.
     pub last_message_ms: AtomicI64,
 }
@@ -78,6 +82,8 @@ pub struct Gauges {
     pub subscriptions: usize,
     pub numeric_channels: usize,
     pub dropped_values: u64,
+    pub coalesced: u64,
+    pub streams_pending: usize,
 }
 
 pub fn status_json(health: &Health, counters: &Counters, gauges: &Gauges) -> Value {
@@ -96,6 +102,10 @@ pub fn status_json(health: &Health, counters: &Counters, gauges: &Gauges) -> Val
             "queued_outbound_bytes": gauges.queued_outbound_bytes,
             "reconnects": c(&counters.reconnects),
             "malformed": c(&counters.malformed),
+            "binary_other": c(&counters.binary_other),
+            "binary_invalid": c(&counters.binary_invalid),
+            "coalesced": gauges.coalesced,
+            "streams_pending": gauges.streams_pending,
             "dropped_values": gauges.dropped_values,
         },
         "events_pending": gauges.events_pending,

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::event::Message;
 use crate::protocol::flatten::flatten_numeric;
+use crate::protocol::lighting::BinaryNumbers;
 
 pub struct LastValues {
     messages: HashMap<String, Arc<Message>>,
@@ -22,6 +23,43 @@ pub struct LastValues {
     values_version: u64,
     max_numeric: usize,
     dropped_numeric: u64,
+}
+
+/// The numeric fields of one message.
+pub enum Numbers<'a> {
+    Json(&'a Value),
+    Indexed(&'a BinaryNumbers),
+}
+
+/// Writes one channel's numeric fields, adding names within the bound.
+struct SlotWriter<'a> {
+    channel: &'a str,
+    keys: &'a mut HashMap<String, usize>,
+    names: &'a mut Vec<(String, String)>,
+    values: &'a mut Vec<f64>,
+    names_generation: &'a mut u64,
+    max_numeric: usize,
+    dropped_numeric: &'a mut u64,
+}
+
+impl SlotWriter<'_> {
+    fn put(&mut self, key: &str, number: f64) {
+        let slot = match self.keys.get(key) {
+            Some(&slot) => slot,
+            None if self.names.len() < self.max_numeric => {
+                self.keys.insert(key.to_string(), self.names.len());
+                self.names.push((self.channel.to_string(), key.to_string()));
+                self.values.push(0.0);
+                *self.names_generation += 1;
+                self.names.len() - 1
+            }
+            None => {
+                *self.dropped_numeric += 1;
+                return;
+            }
+        };
+        self.values[slot] = number;
+    }
 }
 
 /// A copy of the numeric channels for one cook.
@@ -47,10 +85,26 @@ impl LastValues {
         }
     }
 
-    /// Records a message; `json` is its parsed value when it is a JSON message.
-    pub fn record(&mut self, message: Arc<Message>, json: Option<&Value>) {
-        if let Some(value) = json {
-            self.record_numbers(&message.channel, value);
+    /// Records a message; `numbers` are the numeric fields it carries: a JSON
+    /// value to flatten, or the slots of a binary payload.
+    pub fn record(&mut self, message: Arc<Message>, numbers: Option<Numbers<'_>>) {
+        match numbers {
+            Some(Numbers::Json(value)) => {
+                let mut writer = self.writer(&message.channel);
+                flatten_numeric(value, |key, number| writer.put(key, number));
+                self.values_version += 1;
+            }
+            Some(Numbers::Indexed(binary)) => {
+                let mut writer = self.writer(&message.channel);
+                let mut key = binary.prefix.clone();
+                for (offset, number) in binary.values.iter().enumerate() {
+                    key.truncate(binary.prefix.len());
+                    key.push_str(&(binary.first_index + offset).to_string());
+                    writer.put(&key, *number);
+                }
+                self.values_version += 1;
+            }
+            None => {}
         }
         match self.messages.get_mut(&message.channel) {
             Some(slot) => *slot = message,
@@ -60,31 +114,19 @@ impl LastValues {
         }
     }
 
-    fn record_numbers(&mut self, channel: &str, value: &Value) {
-        let LastValues { slots, names, values, names_generation, values_version, max_numeric, dropped_numeric, .. } =
-            self;
-        if !slots.contains_key(channel) {
-            slots.insert(channel.to_string(), HashMap::new());
+    fn writer<'a>(&'a mut self, channel: &'a str) -> SlotWriter<'a> {
+        if !self.slots.contains_key(channel) {
+            self.slots.insert(channel.to_string(), HashMap::new());
         }
-        let keys = slots.get_mut(channel).expect("inserted above");
-        flatten_numeric(value, |key, number| {
-            let slot = match keys.get(key) {
-                Some(&slot) => slot,
-                None if names.len() < *max_numeric => {
-                    keys.insert(key.to_string(), names.len());
-                    names.push((channel.to_string(), key.to_string()));
-                    values.push(0.0);
-                    *names_generation += 1;
-                    names.len() - 1
-                }
-                None => {
-                    *dropped_numeric += 1;
-                    return;
-                }
-            };
-            values[slot] = number;
-        });
-        *values_version += 1;
+        SlotWriter {
+            channel,
+            keys: self.slots.get_mut(channel).expect("inserted above"),
+            names: &mut self.names,
+            values: &mut self.values,
+            names_generation: &mut self.names_generation,
+            max_numeric: self.max_numeric,
+            dropped_numeric: &mut self.dropped_numeric,
+        }
     }
 
     /// Forgets a channel (its last subscriber left), keeping the store bounded by
@@ -165,7 +207,7 @@ mod tests {
     }
 
     fn put(store: &mut LastValues, channel: &str, value: Value) {
-        store.record(msg(channel, &value), Some(&value));
+        store.record(msg(channel, &value), Some(Numbers::Json(&value)));
     }
 
     #[test]
@@ -201,5 +243,16 @@ mod tests {
         assert_eq!(s.snapshot(None).values, vec![9.0, 4.0]);
         s.remove_channel("b");
         assert_eq!(s.value("c", "k"), Some(4.0));
+    }
+
+    #[test]
+    fn binary_slots_are_indexed_keys() {
+        let mut s = LastValues::new(100);
+        let dmx = BinaryNumbers { prefix: "u1/".into(), first_index: 1, values: vec![0.0, 255.0, 7.0] };
+        s.record(msg("d", &json!(null)), Some(Numbers::Indexed(&dmx)));
+        assert_eq!(s.value("d", "u1/2"), Some(255.0));
+        assert_eq!(s.value("d", "u1/3"), Some(7.0));
+        let names: Vec<String> = s.snapshot(None).names.into_iter().map(|(_, k)| k).collect();
+        assert_eq!(names, vec!["u1/1", "u1/2", "u1/3"]);
     }
 }

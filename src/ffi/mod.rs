@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use once_cell::sync::Lazy;
 
 use crate::client::{Client, Config};
+use crate::protocol::base64;
 use crate::protocol::error::DataNetError;
+use crate::protocol::lighting::{self, ArtDmxHeader};
 
 /// Success.
 pub const DN_OK: i32 = 0;
@@ -43,7 +45,7 @@ pub const DN_ERR_PANIC: i32 = -7;
 
 /// The ABI version `DataNet.py` checks at load time. Bump on any change to a
 /// signature, a constant or the record format.
-pub const DN_ABI_VERSION: u32 = 1;
+pub const DN_ABI_VERSION: u32 = 2;
 
 /// Event kinds in a poll batch record (`kind` byte).
 pub const DN_EVENT_MESSAGE_JSON: u8 = 1;
@@ -62,6 +64,21 @@ pub const DN_FLAG_ERROR: u8 = 2;
 pub const DN_RECORD_HEADER_LEN: u32 = 36;
 /// `known_generation` value meaning "I have no names yet".
 pub const DN_GENERATION_NONE: u64 = u64::MAX;
+
+/// The header fields of a decoded ArtDMX packet.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DnArtDmx {
+    pub universe: u8,
+    pub subnet: u8,
+    pub net: u8,
+    pub sequence: u8,
+    pub physical: u8,
+    /// Net, Sub-Net and Universe as one 15-bit Port-Address.
+    pub port_address: u16,
+    /// Bytes of DMX data.
+    pub length: usize,
+}
 
 /// What `dn_values` wrote (or, with `DN_ERR_BUFFER_TOO_SMALL`, needs).
 #[repr(C)]
@@ -147,6 +164,37 @@ unsafe fn write_out<T>(out: *mut T, value: T, name: &str) -> FfiResult {
         return Err(null(name));
     }
     out.write(value);
+    Ok(())
+}
+
+/// A C array as a slice; NULL is allowed only with a zero length.
+///
+/// # Safety
+/// `ptr` is NULL or valid for `len` reads of `T`.
+unsafe fn slice<'a, T>(ptr: *const T, len: usize, name: &str) -> Result<&'a [T], Failure> {
+    if len == 0 {
+        Ok(&[])
+    } else if ptr.is_null() {
+        Err(null(name))
+    } else {
+        Ok(std::slice::from_raw_parts(ptr, len))
+    }
+}
+
+/// Copies `bytes` into `out`; BUFFER_TOO_SMALL writes the size needed.
+///
+/// # Safety
+/// `out` is NULL or valid for `cap` bytes of writes; `out_len` is NULL or valid.
+unsafe fn write_bytes(bytes: &[u8], out: *mut u8, cap: usize, out_len: *mut usize) -> FfiResult {
+    if out_len.is_null() {
+        return Err(null("out_len"));
+    }
+    if out.is_null() || cap < bytes.len() {
+        out_len.write(bytes.len());
+        return Err(Failure(DN_ERR_BUFFER_TOO_SMALL, format!("buffer of {cap} bytes; {} needed", bytes.len())));
+    }
+    std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len());
+    out_len.write(bytes.len());
     Ok(())
 }
 
@@ -293,13 +341,7 @@ pub unsafe extern "C" fn dn_publish_binary(
     meta_json: *const c_char,
 ) -> i32 {
     guard(|| {
-        let bytes: &[u8] = if len == 0 {
-            &[]
-        } else if data.is_null() {
-            return Err(null("data"));
-        } else {
-            std::slice::from_raw_parts(data, len)
-        };
+        let bytes = slice(data, len, "data")?;
         let channel = text(channel, "channel")?;
         let content_type = optional_text(content_type, "content_type")?.unwrap_or("");
         let meta = optional_text(meta_json, "meta_json")?;
@@ -457,13 +499,7 @@ pub unsafe extern "C" fn dn_last_message(
         let message = message.ok_or_else(|| Failure(DN_ERR_NOT_FOUND, format!("no message stored for {channel}")))?;
         let mut record = Vec::new();
         batch::encode_message(&message, &mut record);
-        if buf.is_null() || cap < record.len() {
-            out_len.write(record.len());
-            return Err(Failure(DN_ERR_BUFFER_TOO_SMALL, format!("buffer of {cap} bytes; {} needed", record.len())));
-        }
-        std::ptr::copy_nonoverlapping(record.as_ptr(), buf, record.len());
-        out_len.write(record.len());
-        Ok(())
+        write_bytes(&record, buf, cap, out_len)
     })
 }
 
@@ -488,4 +524,168 @@ pub unsafe extern "C" fn dn_status(handle: u64, buf: *mut c_char, cap: usize, ou
 #[no_mangle]
 pub unsafe extern "C" fn dn_request_presence(handle: u64, channel: *const c_char) -> i32 {
     guard(|| Ok(client(handle)?.request_presence(text(channel, "channel")?)?))
+}
+
+/// Builds a DMX frame (PROTOCOL.md §9): `length` clamped to 1..512; each value
+/// truncated toward zero and clamped to 0..255, NaN as 0; missing values 0.
+///
+/// # Safety
+/// `values` valid for `count` doubles; `out` for `cap` bytes; `out_len` valid.
+#[no_mangle]
+pub unsafe extern "C" fn dn_build_dmx_frame(
+    values: *const f64,
+    count: usize,
+    length: i64,
+    out: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> i32 {
+    guard(|| write_bytes(&lighting::build_dmx_frame(slice(values, count, "values")?, length), out, cap, out_len))
+}
+
+/// Builds an ArtDMX packet: fields clamped (universe and subnet 0..15, net 0..127,
+/// sequence and physical 0..255); data length max(len, 2) clamped to 2..512 and
+/// rounded up to even, zero-padded.
+///
+/// # Safety
+/// `dmx` valid for `len` bytes; `out` for `cap` bytes; `out_len` valid.
+#[no_mangle]
+pub unsafe extern "C" fn dn_build_art_dmx_packet(
+    dmx: *const u8,
+    len: usize,
+    universe: i64,
+    subnet: i64,
+    net: i64,
+    sequence: i64,
+    physical: i64,
+    out: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> i32 {
+    guard(|| {
+        let header = ArtDmxHeader::clamped(universe, subnet, net, sequence, physical);
+        write_bytes(&lighting::build_art_dmx_packet(slice(dmx, len, "dmx")?, header), out, cap, out_len)
+    })
+}
+
+/// Decodes an ArtDMX packet: header fields into `*out_header`, DMX data into
+/// `data` (up to 512 bytes; `*out_len` gets its length). A packet that is not a
+/// valid ArtDMX is `DN_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `packet` valid for `len` bytes; `data` for `cap` bytes; out-pointers valid.
+#[no_mangle]
+pub unsafe extern "C" fn dn_decode_art_dmx(
+    packet: *const u8,
+    len: usize,
+    out_header: *mut DnArtDmx,
+    data: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> i32 {
+    guard(|| {
+        if out_header.is_null() {
+            return Err(null("out_header"));
+        }
+        let decoded = lighting::decode_art_dmx(slice(packet, len, "packet")?)?;
+        write_bytes(&decoded.data, data, cap, out_len)?;
+        let h = decoded.header;
+        let header = DnArtDmx {
+            universe: h.universe,
+            subnet: h.subnet,
+            net: h.net,
+            sequence: h.sequence,
+            physical: h.physical,
+            port_address: h.port_address(),
+            length: decoded.data.len(),
+        };
+        write_out(out_header, header, "out_header")
+    })
+}
+
+/// Standard padded base64 of `data`, NUL-terminated.
+///
+/// # Safety
+/// `data` valid for `len` bytes; `out` for `cap` bytes; `out_len` valid.
+#[no_mangle]
+pub unsafe extern "C" fn dn_base64_encode(
+    data: *const u8,
+    len: usize,
+    out: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> i32 {
+    guard(|| write_text(base64::encode(slice(data, len, "data")?).as_bytes(), out, cap, out_len))
+}
+
+/// Decodes standard padded base64; invalid text is `DN_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `text` NUL-terminated; `out` valid for `cap` bytes; `out_len` valid.
+#[no_mangle]
+pub unsafe extern "C" fn dn_base64_decode(text: *const c_char, out: *mut u8, cap: usize, out_len: *mut usize) -> i32 {
+    guard(|| {
+        let decoded = base64::decode(self::text(text, "text")?)
+            .map_err(|e| Failure(DN_ERR_INVALID_ARGUMENT, format!("invalid_argument: {e}")))?;
+        write_bytes(&decoded, out, cap, out_len)
+    })
+}
+
+/// Streams JSON on a channel: the newest value is sent at most `max_hz` times a
+/// second (0 = no cap); values replaced before sending count as `coalesced`.
+///
+/// # Safety
+/// `channel`, `json` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn dn_stream_json(handle: u64, channel: *const c_char, json: *const c_char, max_hz: f64) -> i32 {
+    guard(|| Ok(client(handle)?.stream_json(text(channel, "channel")?, text(json, "json")?, max_hz)?))
+}
+
+/// Streams a DMX frame built from `values` (rules of `dn_build_dmx_frame`) as
+/// `binary/dmx`, at most `max_hz` per second, newest value only.
+///
+/// # Safety
+/// `channel` NUL-terminated; `values` valid for `count` doubles; `meta_json` NULL
+/// or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn dn_stream_dmx(
+    handle: u64,
+    channel: *const c_char,
+    values: *const f64,
+    count: usize,
+    length: i64,
+    meta_json: *const c_char,
+    max_hz: f64,
+) -> i32 {
+    guard(|| {
+        let (channel, values) = (text(channel, "channel")?, slice(values, count, "values")?);
+        let meta = optional_text(meta_json, "meta_json")?;
+        Ok(client(handle)?.stream_dmx(channel, values, length, meta, max_hz)?)
+    })
+}
+
+/// Streams ArtDMX packets of `values` as `binary/artnet`, at most `max_hz` per
+/// second, newest value only; the Sequence field advances per packet sent (1..255).
+///
+/// # Safety
+/// As `dn_stream_dmx`.
+#[no_mangle]
+pub unsafe extern "C" fn dn_stream_artnet(
+    handle: u64,
+    channel: *const c_char,
+    values: *const f64,
+    count: usize,
+    universe: i64,
+    subnet: i64,
+    net: i64,
+    physical: i64,
+    meta_json: *const c_char,
+    max_hz: f64,
+) -> i32 {
+    guard(|| {
+        let (channel, values) = (text(channel, "channel")?, slice(values, count, "values")?);
+        let meta = optional_text(meta_json, "meta_json")?;
+        let header = ArtDmxHeader::clamped(universe, subnet, net, 0, physical);
+        Ok(client(handle)?.stream_artnet(channel, values, header, meta, max_hz)?)
+    })
 }

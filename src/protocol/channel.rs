@@ -2,7 +2,7 @@
 
 use super::error::{DataNetError, INVALID_ARGUMENT};
 
-pub const MAX_CHANNEL_BYTES: usize = 255;
+pub(crate) const MAX_CHANNEL_BYTES: usize = 255;
 
 pub fn validate_channel(channel: &str) -> Result<(), DataNetError> {
     if channel.is_empty() {

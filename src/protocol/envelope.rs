@@ -5,10 +5,10 @@ use serde_json::{Map, Value};
 use super::base64;
 use super::error::{DataNetError, PROTOCOL_ERROR};
 
-pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+pub(crate) const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
 /// `{"op":"hb"}`.
-pub const HEARTBEAT: &str = r#"{"op":"hb"}"#;
+pub(crate) const HEARTBEAT: &str = r#"{"op":"hb"}"#;
 
 /// `{"op":"sub","ch":..}`.
 pub fn encode_subscribe(channel: &str) -> String {

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-pub const KEY_SEPARATOR: char = '/';
+pub(crate) const KEY_SEPARATOR: char = '/';
 
 /// Calls `emit(key, value)` for each numeric leaf, depth first, in document order.
 pub fn flatten_numeric(value: &Value, mut emit: impl FnMut(&str, f64)) {

@@ -15,7 +15,7 @@ pub struct Claims {
 }
 
 /// Refresh a cached token that expires within this many seconds.
-pub const REFRESH_MARGIN_S: i64 = 60;
+pub(crate) const REFRESH_MARGIN_S: i64 = 60;
 
 impl Claims {
     /// True when the token should not be used for a new connection at `now_s`.

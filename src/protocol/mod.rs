@@ -8,6 +8,8 @@ pub mod envelope;
 pub mod error;
 pub mod flatten;
 pub mod jwt;
+pub mod lighting;
 pub mod outbound;
 pub mod rest;
+pub mod streams;
 pub mod subscriptions;

@@ -193,12 +193,15 @@ int main(int argc, char **argv) {
     char names[1024];
     CHECK(dn_values(receiver, DN_GENERATION_NONE, values, 0, names, 0, &info) == DN_ERR_BUFFER_TOO_SMALL,
           "values too small");
-    CHECK(info.count == 5 && info.names_len > 0, "count %zu names_len %zu", info.count, info.names_len);
+    CHECK(info.count == 8 && info.names_len > 0, "count %zu names_len %zu", info.count, info.names_len);
     CHECK(dn_values(receiver, DN_GENERATION_NONE, values, 16, names, sizeof names, &info) == DN_OK, "values");
-    CHECK(strcmp(names, "[[\"project.demo.c\",\"on\"],[\"project.demo.c\",\"pos/x\"],[\"project.demo.c\",\"0\"],"
+    /* JSON fields, then the binary/dmx slots of universe 1, then the array's indices. */
+    CHECK(strcmp(names, "[[\"project.demo.c\",\"on\"],[\"project.demo.c\",\"pos/x\"],[\"project.demo.c\",\"u1/1\"],"
+                        "[\"project.demo.c\",\"u1/2\"],[\"project.demo.c\",\"u1/3\"],[\"project.demo.c\",\"0\"],"
                         "[\"project.demo.c\",\"1\"],[\"project.demo.c\",\"2\"]]") == 0,
           "names %s", names);
-    CHECK(values[0] == 1.0 && values[1] == 1.5 && values[4] == 3.0, "values %f %f %f", values[0], values[1], values[4]);
+    CHECK(values[0] == 1.0 && values[1] == 1.5 && values[2] == 1.0 && values[4] == 3.0 && values[7] == 3.0,
+          "values %f %f %f %f %f", values[0], values[1], values[2], values[4], values[7]);
     uint64_t generation = info.generation;
     CHECK(dn_values(receiver, generation, values, 16, NULL, 0, &info) == DN_OK && info.names_len == 0,
           "current generation: no names needed");
@@ -238,6 +241,36 @@ int main(int argc, char **argv) {
     CHECK(dn_publish_binary(sender, "project.demo.c", NULL, 0, NULL, NULL) == DN_OK, "empty data is fine");
     CHECK(dn_publish_binary(sender, "project.demo.c", bytes, 3, NULL, "[1]") == DN_ERR_INVALID_ARGUMENT, "meta");
     CHECK(dn_request_presence(receiver, NULL) == DN_ERR_NULL_POINTER, "null presence channel");
+
+    /* Lighting: PROTOCOL.md section 9 vectors through the ABI. */
+    double dmx_values[4] = {255, 300, -1, 12.8};
+    uint8_t frame[8];
+    CHECK(dn_build_dmx_frame(dmx_values, 4, 6, frame, sizeof frame, &len) == DN_OK && len == 6, "dmx frame");
+    CHECK(memcmp(frame, "\xff\xff\x00\x0c\x00\x00", 6) == 0, "dmx vector");
+    CHECK(dn_build_dmx_frame(dmx_values, 4, 6, frame, 2, &len) == DN_ERR_BUFFER_TOO_SMALL && len == 6, "tiny");
+    CHECK(dn_build_dmx_frame(NULL, 4, 6, frame, sizeof frame, &len) == DN_ERR_NULL_POINTER, "null values");
+    uint8_t dmx[4] = {1, 2, 3, 4}, packet[64];
+    CHECK(dn_build_art_dmx_packet(dmx, 4, 3, 2, 1, 7, 5, packet, sizeof packet, &len) == DN_OK && len == 22, "art");
+    CHECK(memcmp(packet, "Art-Net\0\x00\x50\x00\x0e\x07\x05\x23\x01\x00\x04\x01\x02\x03\x04", 22) == 0,
+          "art-net vector");
+    DnArtDmx art;
+    uint8_t data[512];
+    CHECK(dn_decode_art_dmx(packet, 22, &art, data, sizeof data, &len) == DN_OK, "decode");
+    CHECK(art.universe == 3 && art.subnet == 2 && art.net == 1 && art.sequence == 7 && art.physical == 5 &&
+              art.port_address == 0x123 && art.length == 4 && len == 4 && memcmp(data, dmx, 4) == 0,
+          "decoded fields");
+    CHECK(dn_decode_art_dmx(packet, 10, &art, data, sizeof data, &len) == DN_ERR_INVALID_ARGUMENT, "short packet");
+    char b64[16];
+    uint8_t raw[4] = {0, 1, 2, 255};
+    CHECK(dn_base64_encode(raw, 4, b64, sizeof b64, &len) == DN_OK && strcmp(b64, "AAEC/w==") == 0, "b64 %s", b64);
+    CHECK(dn_base64_decode("BAU=", data, sizeof data, &len) == DN_OK && len == 2 && data[0] == 4 && data[1] == 5,
+          "b64 decode");
+    CHECK(dn_base64_decode("@@@", data, sizeof data, &len) == DN_ERR_INVALID_ARGUMENT, "bad b64");
+    CHECK(dn_stream_dmx(sender, "project.demo.c", dmx_values, 4, 512, NULL, 44.0) == DN_OK, "stream dmx");
+    CHECK(dn_stream_artnet(sender, "project.demo.c", dmx_values, 4, 1, 0, 0, 0, "{\"u\":1}", 44.0) == DN_OK,
+          "stream artnet");
+    CHECK(dn_stream_json(sender, "project.demo.c", "{\"a\":1}", -1.0) == DN_ERR_INVALID_ARGUMENT, "bad rate");
+    CHECK(dn_stream_json(sender, "project.demo.c", "{oops", 10.0) == DN_ERR_INVALID_ARGUMENT, "bad stream json");
 
     /* Disconnect, free, stale and double-freed handles. */
     CHECK(dn_disconnect(sender) == DN_OK && dn_disconnect(sender) == DN_OK, "disconnect twice");
