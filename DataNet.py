@@ -25,6 +25,7 @@ import builtins
 import collections
 import ctypes
 import json
+import math
 import os
 import re
 import struct
@@ -35,7 +36,7 @@ import types
 __version__ = "0.1.0"
 
 #: The C ABI this file speaks (``DN_ABI_VERSION`` in include/datanet.h).
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 DEFAULT_API_URL = "https://api.datanet.art"
 DEFAULT_WS_URL = "wss://ws.datanet.art"
@@ -154,14 +155,24 @@ class Message:
 _UNPARSED = object()
 
 
+def _shared_struct(cls):
+    """The loaded library's signatures name its structure classes, and ctypes
+    refuses a look-alike: every run of this file must use the classes of the run
+    that loaded the library, so they are kept in the runtime."""
+    return _runtime.__dict__.setdefault("struct_" + cls.__name__, cls)
+
+
+@_shared_struct
 class _ValuesInfo(ctypes.Structure):
     _fields_ = [("generation", ctypes.c_uint64), ("version", ctypes.c_uint64),
                 ("count", ctypes.c_size_t), ("names_len", ctypes.c_size_t)]
 
 
-# The loaded library's signatures name this class, so every run of this file must
-# use the class of the run that loaded the library: ctypes refuses a look-alike.
-_ValuesInfo = _runtime.__dict__.setdefault("ValuesInfo", _ValuesInfo)
+@_shared_struct
+class _ArtDmx(ctypes.Structure):
+    _fields_ = [("universe", ctypes.c_uint8), ("subnet", ctypes.c_uint8), ("net", ctypes.c_uint8),
+                ("sequence", ctypes.c_uint8), ("physical", ctypes.c_uint8), ("port_address", ctypes.c_uint16),
+                ("length", ctypes.c_size_t)]
 
 
 # ---------------------------------------------------------------------------
@@ -216,7 +227,7 @@ def _candidate_paths(lib_path):
 
 def _declare(lib):
     c = ctypes
-    u64, i32, size, text = c.c_uint64, c.c_int32, c.c_size_t, c.c_char_p
+    u64, i32, i64, size, text = c.c_uint64, c.c_int32, c.c_int64, c.c_size_t, c.c_char_p
     signatures = {
         "dn_version": (text, []),
         "dn_abi_version": (c.c_uint32, []),
@@ -235,6 +246,15 @@ def _declare(lib):
         "dn_last_message": (i32, [u64, text, c.c_void_p, size, c.POINTER(size)]),
         "dn_status": (i32, [u64, c.c_void_p, size, c.POINTER(size)]),
         "dn_request_presence": (i32, [u64, text]),
+        "dn_build_dmx_frame": (i32, [c.POINTER(c.c_double), size, i64, c.c_void_p, size, c.POINTER(size)]),
+        "dn_build_art_dmx_packet": (i32, [c.c_char_p, size, i64, i64, i64, i64, i64, c.c_void_p, size,
+                                          c.POINTER(size)]),
+        "dn_decode_art_dmx": (i32, [c.c_char_p, size, c.POINTER(_ArtDmx), c.c_void_p, size, c.POINTER(size)]),
+        "dn_base64_encode": (i32, [c.c_char_p, size, c.c_void_p, size, c.POINTER(size)]),
+        "dn_base64_decode": (i32, [text, c.c_void_p, size, c.POINTER(size)]),
+        "dn_stream_json": (i32, [u64, text, text, c.c_double]),
+        "dn_stream_dmx": (i32, [u64, text, c.POINTER(c.c_double), size, i64, text, c.c_double]),
+        "dn_stream_artnet": (i32, [u64, text, c.POINTER(c.c_double), size, i64, i64, i64, i64, text, c.c_double]),
     }
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)
@@ -339,6 +359,107 @@ def chop_channel_name(channel, key, strip_prefix=True):
     name = channel + ("_" + key if key else "")
     name = _CHANNEL_NAME_JUNK.sub("_", name).strip("_") or "value"
     return "_" + name if name[0].isdigit() else name
+
+
+# ---------------------------------------------------------------------------
+# Lighting: DMX and Art-Net, built and decoded by the library (PROTOCOL.md §9)
+
+_INT64 = (1 << 62)
+
+
+def _library():
+    """A loaded library: the one a client loaded, else the default lookup."""
+    return next(iter(_runtime.libraries.values()), None) or load_library()
+
+
+def _as_double(value):
+    """Numbers (bool included) as floats; anything else is NaN, which DMX turns into 0."""
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    return math.nan
+
+
+def _doubles(values):
+    values = [_as_double(v) for v in values]
+    return (ctypes.c_double * len(values))(*values), len(values)
+
+
+def _int64(value, what):
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(value)
+        except (TypeError, ValueError, OverflowError):
+            raise DataNetError("invalid_argument", "%s must be an integer" % what) from None
+    return max(-_INT64, min(_INT64, value))
+
+
+def _bytes_out(lib, call, capacity):
+    """Runs a library call that writes bytes to (out, cap, *out_len)."""
+    out, length = ctypes.create_string_buffer(capacity), ctypes.c_size_t()
+    rc = call(out, capacity, ctypes.byref(length))
+    if rc == _ERR_BUFFER_TOO_SMALL:
+        out = ctypes.create_string_buffer(length.value)
+        rc = call(out, length.value, ctypes.byref(length))
+    _check(lib, rc)
+    return out.raw[:length.value]
+
+
+def build_dmx_frame(values, length=512):
+    """A DMX frame: ``length`` clamped to 1..512 slots; each value truncated toward
+    zero and clamped to 0..255; non-numbers (and NaN) are 0; missing values are 0."""
+    lib = _library()
+    array, count = _doubles(values)
+    length = _int64(length, "length")
+    return _bytes_out(lib, lambda out, cap, n: lib.dn_build_dmx_frame(array, count, length, out, cap, n), 512)
+
+
+def build_art_dmx_packet(dmx, universe=0, subnet=0, net=0, sequence=0, physical=0):
+    """An Art-Net ArtDMX packet from DMX bytes or channel values. Fields are clamped
+    (universe, subnet 0..15; net 0..127; sequence, physical 0..255); the data is
+    padded to at least 2 bytes and to an even length."""
+    if not isinstance(dmx, (bytes, bytearray, memoryview)):
+        values = list(dmx)
+        dmx = build_dmx_frame(values, max(len(values), 2))
+    data = bytes(dmx)
+    lib = _library()
+    fields = [_int64(v, name) for v, name in ((universe, "universe"), (subnet, "subnet"), (net, "net"),
+                                              (sequence, "sequence"), (physical, "physical"))]
+    return _bytes_out(lib, lambda out, cap, n: lib.dn_build_art_dmx_packet(data, len(data), *fields, out, cap, n),
+                      18 + 512)
+
+
+def decode_art_dmx(packet):
+    """An ArtDMX packet's fields: universe, subnet, net, port_address, sequence,
+    physical, data (bytes). Raises DataNetError for anything else."""
+    lib, data, header = _library(), bytes(packet), _ArtDmx()
+    body = _bytes_out(lib, lambda out, cap, n: lib.dn_decode_art_dmx(data, len(data), ctypes.byref(header), out,
+                                                                      cap, n), 512)
+    return {"universe": header.universe, "subnet": header.subnet, "net": header.net,
+            "port_address": header.port_address, "sequence": header.sequence, "physical": header.physical,
+            "data": body}
+
+
+def base64_encode(data):
+    """Standard padded base64 text of bytes."""
+    lib, data = _library(), bytes(data)
+    text = _bytes_out(lib, lambda out, cap, n: lib.dn_base64_encode(data, len(data), out, cap, n),
+                      4 * (len(data) // 3 + 1) + 1)
+    return text.decode("ascii")
+
+
+def base64_decode(text):
+    """Bytes of standard padded base64 text."""
+    lib, encoded = _library(), _c_text(text, "text")
+    return _bytes_out(lib, lambda out, cap, n: lib.dn_base64_decode(encoded, out, cap, n), len(encoded))
+
+
+def _chop_values(chop):
+    """(names, first-sample values) of a CHOP's channels."""
+    channels = chop.chans()
+    return [ch.name for ch in channels], [ch[0] for ch in channels]
 
 
 # ---------------------------------------------------------------------------
@@ -531,6 +652,47 @@ class DataNet:
             handle, _c_text(channel, "channel"), payload, len(payload),
             _c_text(content_type or "", "content_type"), None if meta is None else _c_text(meta, "metadata")))
 
+    def publish_dmx(self, channel, values, length=512, metadata=None):
+        """Publishes a DMX frame (see build_dmx_frame) as ``binary/dmx``."""
+        self.publish_binary(channel, build_dmx_frame(values, length), "binary/dmx", metadata)
+
+    def publish_artnet(self, channel, dmx, universe=0, subnet=0, net=0, sequence=0, physical=0, metadata=None):
+        """Publishes an ArtDMX packet (see build_art_dmx_packet) as ``binary/artnet``."""
+        packet = build_art_dmx_packet(dmx, universe, subnet, net, sequence, physical)
+        self.publish_binary(channel, packet, "binary/artnet", metadata)
+
+    def publish_chop(self, chop, channel, mode="json", rate=44.0, metadata=None, length=512, universe=0, subnet=0,
+                     net=0, physical=0):
+        """Publishes a CHOP's current values (first sample of each channel); call it
+        every frame. The library sends at most ``rate`` frames a second on the
+        channel (0 = every call), always the newest, and counts the values it
+        replaced as ``coalesced``. ``mode``: ``"json"`` (an object of channel name to
+        value), ``"dmx"`` (a DMX frame of ``length`` slots) or ``"artnet"`` (ArtDMX
+        packets whose Sequence advances per packet sent)."""
+        names, values = _chop_values(chop)
+        lib, handle = self._live()
+        meta = None if metadata is None else _c_text(json.dumps(metadata, separators=(",", ":"), allow_nan=False),
+                                                      "metadata")
+        c_channel = _c_text(channel, "channel")
+        if mode == "json":
+            try:
+                text = json.dumps(dict(zip(names, values)), separators=(",", ":"), allow_nan=False)
+            except ValueError as e:
+                raise DataNetError("invalid_argument", "CHOP values are not JSON numbers: %s" % e) from None
+            rc = lib.dn_stream_json(handle, c_channel, _c_text(text, "data"), float(rate))
+        elif mode == "dmx":
+            array, count = _doubles(values)
+            rc = lib.dn_stream_dmx(handle, c_channel, array, count, _int64(length, "length"), meta, float(rate))
+        elif mode == "artnet":
+            array, count = _doubles(values)
+            fields = [_int64(v, n) for v, n in ((universe, "universe"), (subnet, "subnet"), (net, "net"),
+                                                (physical, "physical"))]
+            rc = lib.dn_stream_artnet(handle, c_channel, array, count, *fields, meta, float(rate))
+        else:
+            raise DataNetError("invalid_argument", "mode must be 'json', 'dmx' or 'artnet', not %r" % (mode,))
+        _check(lib, rc)
+        return len(values)
+
     def _live(self):
         st = self._state
         if st["handle"] is None:
@@ -578,6 +740,7 @@ class DataNet:
                     elif entry_kind == "any":
                         self._call(callback, message)
         elif kind == _EVENT_BINARY:
+            st["values_dirty"] = True
             message = _message_from_record(kind, flags, ts, channel, from_, content_type, meta, payload)
             self._add_row(channel, "<%s, %d bytes>" % (content_type, len(payload)), from_, ts)
             targets = list(st["subscribers"]) if message.raw else [channel]
@@ -791,6 +954,9 @@ subscriptions = datanet.subscriptions
 on = datanet.on
 publish = datanet.publish
 publish_binary = datanet.publish_binary
+publish_dmx = datanet.publish_dmx
+publish_artnet = datanet.publish_artnet
+publish_chop = datanet.publish_chop
 poll = datanet.poll
 get_value = datanet.get_value
 last_message = datanet.last_message

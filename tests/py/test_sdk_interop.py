@@ -7,6 +7,8 @@ import pytest
 
 from conftest import KEY, library_path, peer, poll_until
 
+import DataNet
+
 datanet_sdk = pytest.importorskip("datanet", reason="datanet-sdk is installed by tests/run.sh")
 
 
@@ -91,3 +93,33 @@ def test_datanet_py_publishes_what_the_sdk_receives(gateway, sdk):
     assert [g[1] for g in got[:len(VALUES)]] == VALUES
     assert all(g[0] == "json" and g[2] == td.conn_id for g in got[:len(VALUES)])
     assert got[-1] == ("binary", b"\x10\x20", "binary/vecf32", {"n": 1})
+
+
+def test_lighting_from_the_sdk_arrives_byte_exact(gateway, sdk):
+    td = connected(gateway)
+    got = []
+    td.subscribe_binary("project.demo.light", lambda channel, data, meta: got.append((data, meta)))
+    poll_until(td, lambda: td.status()["occupancy"].get("project.demo.light") == 1, what="sub ack")
+    sdk._run(sdk.client.publish_dmx("project.demo.light", [255, 300, -1, 12.8], length=8, metadata={"universe": 1}))
+    sdk._run(sdk.client.publish_artnet("project.demo.light", bytes([1, 2, 3]), universe=3, subnet=2, net=1,
+                                       sequence=7, physical=5, metadata={"desk": "grandMA"}))
+    poll_until(td, lambda: len(got) == 2, what="both frames")
+    assert got[0][0] == datanet_sdk.build_dmx_frame([255, 300, -1, 12.8], 8)
+    assert (got[0][1]["content_type"], got[0][1]["metadata"]) == ("binary/dmx", {"universe": 1})
+    assert got[1][0] == datanet_sdk.build_art_dmx_packet(bytes([1, 2, 3]), universe=3, subnet=2, net=1, sequence=7,
+                                                          physical=5)
+    assert (got[1][1]["content_type"], got[1][1]["metadata"]) == ("binary/artnet", {"desk": "grandMA"})
+    assert td.get_value("project.demo.light", "u1/1") == 255.0
+    assert td.get_value("project.demo.light", "u%d/3" % 0x123) == 3.0
+
+
+def test_lighting_from_datanet_py_arrives_byte_exact(gateway, sdk):
+    sdk.subscribe("project.demo.light")
+    td = connected(gateway)
+    poll_until(td, lambda: gateway.stats()["subscriptions"].get("project.demo.light") == 1, what="sdk sub")
+    td.publish_dmx("project.demo.light", [1, 2, 3], length=4, metadata={"universe": 2})
+    td.publish_artnet("project.demo.light", [9, 8, 7, 6], universe=4, sequence=1, metadata={"rig": "td"})
+    dmx, art = sdk.received.get(timeout=10), sdk.received.get(timeout=10)
+    assert dmx == ("binary", bytes([1, 2, 3, 0]), "binary/dmx", {"universe": 2})
+    assert art == ("binary", DataNet.build_art_dmx_packet([9, 8, 7, 6], universe=4, sequence=1), "binary/artnet",
+                   {"rig": "td"})

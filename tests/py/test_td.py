@@ -180,3 +180,53 @@ def test_parameter_execute_drives_the_connection(td, lib_env):
     comp.par.Active = False
     assert dn.status()["state"] == "closed"
     assert lib_env.stats()["connections"] == 0
+
+
+def test_a_dmx_stream_drives_a_512_channel_chop(td, lib_env, monkeypatch):
+    started(td, channels="project.demo.lighting.dmx")
+    desk = sensor(lib_env)
+    chop = td.op("/values")
+    frames = [[(slot * 7 + n) % 256 for slot in range(512)] for n in range(20)]
+    for frame in frames:  # a lighting desk streaming universe 1
+        desk.publish_dmx("project.demo.lighting.dmx", frame, metadata={"universe": 1})
+    run_until(td, lambda: td.op("/DataNet").module.status()["counters"]["received"] == 20, what="20 frames")
+    td.run_frames(1)
+    assert chop.numChans == 512
+    names = [ch.name for ch in chop.chans()]
+    assert names[:3] == ["lighting_dmx_u1_1", "lighting_dmx_u1_2", "lighting_dmx_u1_3"]
+    assert names[-1] == "lighting_dmx_u1_512"
+    assert [ch[0] for ch in chop.chans()] == [float(v) for v in frames[-1]], "the newest frame, slot by slot"
+    assert td.op("/messages")[1, "data"].val == "<binary/dmx, 512 bytes>"
+
+
+def test_a_chop_drives_publish_dmx_at_the_capped_rate(td, lib_env):
+    dn = started(td)
+    source = td.root.create("constantCHOP", "lfo")
+    publisher = td.root.create("executeDAT", "publisher")
+    publisher.text = (
+        "def onFrameStart(frame):\n"
+        "    chop = op('lfo')\n"
+        "    chop.set_channels({'ch%d' % i: [(frame + i) % 256] for i in range(512)})\n"
+        "    op('DataNet').module.publish_chop(chop, 'project.demo.out', mode='dmx', rate=44)\n")
+    listener = sensor(lib_env)
+    received = []
+    listener.subscribe_binary("project.demo.out", lambda channel, data, meta: received.append(data))
+    poll_until(listener, lambda: lib_env.stats()["subscriptions"].get("project.demo.out") == 1, what="listener")
+    before = lib_env.stats()["published"]
+    began = time.monotonic()
+    frames = 0
+    while time.monotonic() - began < 2.0:
+        td.run_frames(1, realtime=True)
+        frames += 1
+        listener.poll()
+    seconds = time.monotonic() - began
+    published = lib_env.stats()["published"] - before
+    rate = published / seconds
+    print("60 fps CHOP for %.2f s (%d frames): the gateway received %d DMX frames, %.1f per second"
+          % (seconds, frames, published, rate))
+    assert published <= 44 * seconds + 2, "never above the 44 Hz cap"
+    assert rate >= 30, "close to the cap, not starved"
+    counters = dn.status()["counters"]
+    assert counters["coalesced"] > 0 and counters["coalesced"] + counters["sent"] + counters["streams_pending"] >= frames
+    poll_until(listener, lambda: len(received) == published, what="every frame at the listener")
+    assert all(len(frame) == 512 for frame in received)
