@@ -595,3 +595,18 @@ fn art_net_streams_number_their_packets() {
         assert_eq!(meta.as_deref(), Some(r#"{"rig":"a"}"#));
     }
 }
+
+#[test]
+fn echo_off_drops_own_messages_and_counts_them() {
+    let gw = Gateway::start();
+    let mut c = config(&gw);
+    c.echo = false;
+    let quiet = connected(c);
+    let other = connected(config(&gw));
+    subscribed(&quiet, "project.demo.echo");
+    quiet.publish_json("project.demo.echo", r#""mine""#).unwrap();
+    wait_until("the own message to be suppressed", || counter(&quiet, "echo_suppressed") == 1);
+    other.publish_json("project.demo.echo", r#""theirs""#).unwrap();
+    assert_eq!(json_of(&wait_message(&quiet, "project.demo.echo")), json!("theirs"));
+    assert_eq!(counter(&quiet, "received"), 1);
+}

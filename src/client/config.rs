@@ -40,6 +40,8 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     /// Store DMX and Art-Net slots as 0..1 instead of 0..255.
     pub dmx_normalize: bool,
+    /// Receive this connection's own messages (the gateway sends them back).
+    pub echo: bool,
 }
 
 impl Config {
@@ -64,6 +66,7 @@ impl Config {
             max_numeric_channels: 10_000,
             ca_file: None,
             dmx_normalize: false,
+            echo: true,
         }
     }
 
@@ -115,6 +118,9 @@ impl Config {
         count(&mut reader, "max_numeric_channels", 10_000_000, &mut c.max_numeric_channels)?;
         if let Some(flag) = reader.boolean("dmx_normalize")? {
             c.dmx_normalize = flag;
+        }
+        if let Some(flag) = reader.boolean("echo")? {
+            c.echo = flag;
         }
         if let Some(unknown) = reader.map.keys().next() {
             return Err(invalid(format!("unknown config key \"{unknown}\"")));

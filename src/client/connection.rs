@@ -144,7 +144,7 @@ async fn session(
         Some(Ok(token)) => token,
     };
     let timeout = shared.config.connect_timeout;
-    let mut ws = match guarded(shared, control, tokio::time::timeout(timeout, open(shared, &token))).await {
+    let (mut ws, conn_id) = match guarded(shared, control, tokio::time::timeout(timeout, open(shared, &token))).await {
         None => return (Ending::Stopped, None),
         Some(Err(_elapsed)) => {
             let message = format!("no `connected` from the gateway within {} ms", timeout.as_millis());
@@ -160,12 +160,12 @@ async fn session(
         }
         Some(Ok(Err(OpenError::Refused(ending)))) => return (ending, None),
         Some(Ok(Ok((ws, conn_id)))) => {
-            on_connected(shared, conn_id, connected_before);
-            ws
+            on_connected(shared, conn_id.clone(), connected_before);
+            (ws, conn_id)
         }
     };
     let up_since = Instant::now();
-    let ending = serve(shared, control, &mut ws).await;
+    let ending = serve(shared, control, &mut ws, &conn_id).await;
     if let Ending::Stopped = ending {
         let _ = tokio::time::timeout(CLOSE_BUDGET, ws.close(None)).await;
     }
@@ -336,7 +336,7 @@ impl Writer {
 }
 
 /// Reads, writes, heartbeats and watches liveness until the connection ends.
-async fn serve(shared: &Arc<Shared>, control: &mut Control, ws: &mut Ws) -> Ending {
+async fn serve(shared: &Arc<Shared>, control: &mut Control, ws: &mut Ws, conn_id: &str) -> Ending {
     let every = shared.config.heartbeat_interval;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -357,7 +357,7 @@ async fn serve(shared: &Arc<Shared>, control: &mut Control, ws: &mut Ws) -> Endi
                 last_frame_at = Instant::now();
                 match frame {
                     Some(Ok(frame)) => {
-                        if let Some(ending) = on_frame(shared, frame, &mut heartbeat_sent_at) {
+                        if let Some(ending) = on_frame(shared, frame, &mut heartbeat_sent_at, conn_id) {
                             break ending;
                         }
                         false
@@ -403,7 +403,12 @@ async fn serve(shared: &Arc<Shared>, control: &mut Control, ws: &mut Ws) -> Endi
 }
 
 /// Handles one frame; returns how the connection ends, if this frame ends it.
-fn on_frame(shared: &Shared, frame: WsMessage, heartbeat_sent_at: &mut Option<Instant>) -> Option<Ending> {
+fn on_frame(
+    shared: &Shared,
+    frame: WsMessage,
+    heartbeat_sent_at: &mut Option<Instant>,
+    conn_id: &str,
+) -> Option<Ending> {
     let envelope = match frame {
         WsMessage::Text(text) => {
             Counters::add(&shared.counters.bytes_in, text.len() as u64);
@@ -426,6 +431,9 @@ fn on_frame(shared: &Shared, frame: WsMessage, heartbeat_sent_at: &mut Option<In
         Err(error) => {
             Counters::add(&shared.counters.malformed, 1);
             shared.report_error(error);
+        }
+        Ok(ServerEnvelope::Message(message)) if !shared.config.echo && message.from == conn_id => {
+            Counters::add(&shared.counters.echo_suppressed, 1);
         }
         Ok(ServerEnvelope::Message(message)) => deliver(shared, message),
         Ok(ServerEnvelope::SubAck { channel, occupancy }) => shared.inbox.push(Event::SubAck { channel, occupancy }),

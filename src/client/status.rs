@@ -43,6 +43,8 @@ pub struct Counters {
     pub binary_other: AtomicU64,
     /// DMX, Art-Net or float-vector payloads that could not be decoded.
     pub binary_invalid: AtomicU64,
+    /// Own messages dropped because `echo` is off.
+    pub echo_suppressed: AtomicU64,
     /// Unix ms of the newest inbound message; 0 = none yet.
     pub last_message_ms: AtomicI64,
 }
@@ -104,6 +106,7 @@ pub fn status_json(health: &Health, counters: &Counters, gauges: &Gauges) -> Val
             "malformed": c(&counters.malformed),
             "binary_other": c(&counters.binary_other),
             "binary_invalid": c(&counters.binary_invalid),
+            "echo_suppressed": c(&counters.echo_suppressed),
             "coalesced": gauges.coalesced,
             "streams_pending": gauges.streams_pending,
             "dropped_values": gauges.dropped_values,
