@@ -629,6 +629,11 @@ class DataNet:
             handlers.append(callback)
         return callback
 
+    def off(self, event, callback=None):
+        """Removes one handler, or every handler of the event."""
+        handlers = self._state["handlers"].get(event, [])
+        handlers[:] = [h for h in handlers if callback is not None and h != callback]
+
     # -- publishing ----------------------------------------------------------
 
     def publish(self, channel, data, content_type=None, metadata=None):
@@ -952,6 +957,7 @@ subscribe_any = datanet.subscribe_any
 unsubscribe = datanet.unsubscribe
 subscriptions = datanet.subscriptions
 on = datanet.on
+off = datanet.off
 publish = datanet.publish
 publish_binary = datanet.publish_binary
 publish_dmx = datanet.publish_dmx

@@ -39,9 +39,11 @@ def native_build():
 class Gateway:
     """A datanet-gateway process with the admin API on."""
 
-    def __init__(self):
+    def __init__(self, log_path):
+        self.log_path = log_path
+        self.log_file = open(log_path, "w")
         self.process = subprocess.Popen([gateway_exe(), "--port", "0", "--admin"], stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, text=True)
+                                        stderr=self.log_file, text=True)
         line = self.process.stdout.readline()
         self.url = line.strip().rsplit(" ", 1)[-1]
         assert self.url.startswith("http://"), "unexpected gateway banner: %r" % line
@@ -58,14 +60,19 @@ class Gateway:
     def stats(self):
         return self.admin("stats")
 
+    def log(self):
+        with open(self.log_path, encoding="utf-8") as f:
+            return f.read()
+
     def stop(self):
         self.process.kill()
         self.process.wait()
+        self.log_file.close()
 
 
 @pytest.fixture
-def gateway():
-    gw = Gateway()
+def gateway(tmp_path):
+    gw = Gateway(str(tmp_path / "gateway.log"))
     yield gw
     gw.stop()
 
@@ -139,6 +146,14 @@ def peer(name="peer"):
     """A second DataNet client outside the fake (another device on the network)."""
     import DataNet
     return DataNet.DataNet(name)
+
+
+def sensor_client(gateway, name="sensor"):
+    """A connected second client: a sensor rig or lighting desk on the network."""
+    client = peer(name)
+    client.connect(KEY, api_url=gateway.url, ws_url=gateway.ws_url, lib_path=library_path())
+    poll_until(client, client.is_connected, what=name + " connected")
+    return client
 
 
 def poll_until(client, condition, timeout=10.0, what="condition"):

@@ -157,13 +157,16 @@ class ParameterExecuteDAT(CallbackDAT):
     BUILTIN_PARS = CallbackDAT.BUILTIN_PARS + (
         ("op", "OP", ""),
         ("pars", "Str", "*"),
+        ("custom", "Toggle", True),
+        ("builtin", "Toggle", False),
         ("valuechange", "Toggle", True),
         ("onpulse", "Toggle", True),
     )
 
     def _watches(self, par):
         owners = [self.op(path) for path in self.par.op.val.split()]
-        return any(o is par.owner for o in owners) and bool(match_pars([par], self.par.pars.val))
+        kind_on = self.par.custom.eval() if par.isCustom else self.par.builtin.eval()
+        return kind_on and any(o is par.owner for o in owners) and bool(match_pars([par], self.par.pars.val))
 
     def _value_changed(self, par, prev):
         if self.par.active.eval() and self.par.valuechange.eval() and self._watches(par):

@@ -257,11 +257,15 @@ class COMP(OP):
 
     family = "COMP"
     isCOMP = True
+    EXTENSION_SLOTS = 4
+    BUILTIN_PARS = tuple((f"extension{i}", "Str", "") for i in range(1, EXTENSION_SLOTS + 1)) + tuple(
+        (f"promoteextension{i}", "Toggle", False) for i in range(1, EXTENSION_SLOTS + 1))
 
     def __init__(self, td, parent, name):
         super().__init__(td, parent, name)
         self._children = {}
         self._extensions = []
+        self._promoted = []
 
     def _lookup_base(self):
         return self
@@ -323,20 +327,46 @@ class COMP(OP):
                 if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
 
     def _before_destroy(self):
-        for ext in list(self._extensions):
-            if hasattr(ext, "onDestroyTD"):
-                self._td._call_user(self.path, "onDestroyTD", ext.onDestroyTD)
-        self._extensions.clear()
+        self._destroy_extensions()
         for child in reversed(list(self._children.values())):
             child.destroy()
 
     # -- extensions ----------------------------------------------------------------
-    def attachExtension(self, obj):
-        """Stand-in for TD's extension parameters: promotes obj's capitalised members."""
+    def attachExtension(self, obj, promote=True):
+        """Attaches an extension object directly; TD's way is initializeExtensions()."""
         self._extensions.append(obj)
+        if promote:
+            self._promoted.append(obj)
         if hasattr(obj, "onInitTD"):
             self._td._call_user(self.path, "onInitTD", obj.onInitTD)
         return obj
+
+    def initializeExtensions(self, index=None):
+        """As TD: evaluates each extensionN expression (me = this COMP, './x' = a
+        child), replacing the extensions it had; promoteextensionN promotes the
+        object's capitalised members onto the COMP."""
+        from .namespace import make_globals
+
+        self._destroy_extensions()
+        for i in range(1, self.EXTENSION_SLOTS + 1):
+            expression = getattr(self.par, f"extension{i}").eval()
+            if not expression:
+                continue
+            namespace = make_globals(self)
+            outer_op = namespace["op"]
+            namespace["op"] = lambda path, *more: (
+                resolve(self, path) if isinstance(path, str) and path.startswith("./") else outer_op(path, *more))
+            obj = self._td._call_user(self.path, f"extension{i}", eval, expression, namespace)
+            if obj is not None:
+                self.attachExtension(obj, promote=bool(getattr(self.par, f"promoteextension{i}").eval()))
+        return self._extensions
+
+    def _destroy_extensions(self):
+        for ext in list(self._extensions):
+            if hasattr(ext, "onDestroyTD"):
+                self._td._call_user(self.path, "onDestroyTD", ext.onDestroyTD)
+        self._extensions.clear()
+        self._promoted.clear()
 
     @property
     def extensions(self):
@@ -348,13 +378,13 @@ class COMP(OP):
 
     def __getattr__(self, name):
         if name[:1].isupper():
-            for ext in self._extensions:
+            for ext in self._promoted:
                 if hasattr(ext, name):
                     return getattr(ext, name)
         raise AttributeError(f"'{self.OPType}' object has no attribute '{name}'")
 
     def _set_unknown_attribute(self, name, value):
-        for ext in self._extensions:
+        for ext in self._promoted:
             if name[:1].isupper() and hasattr(ext, name):
                 setattr(ext, name, value)
                 return

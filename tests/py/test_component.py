@@ -1,0 +1,170 @@
+"""The DataNet component built by td/build_component.py, in the TD fake, against
+the local gateway."""
+
+import json
+import os
+
+import pytest
+
+from conftest import KEY, REPO, library_path, peer, poll_until, run_until, sensor_client
+
+BUILDER = os.path.join(REPO, "td", "build_component.py")
+
+
+@pytest.fixture
+def component(td, lib_env, monkeypatch):
+    """Runs the build script as an artist would (a Text DAT's Run), then points the
+    component at the local gateway."""
+    monkeypatch.setenv("DATANET_REPO", REPO)
+    project1 = td.root.create("containerCOMP", "project1")
+    builder = td.root.create("textDAT", "builder")
+    with open(BUILDER, encoding="utf-8") as f:
+        builder.text = f.read()
+    builder.run()
+    comp = td.op("/project1/DataNet")
+    assert comp is not None, td.textport
+    comp.par.Apiurl = lib_env.url
+    comp.par.Wsurl = lib_env.ws_url
+    comp.par.Channels = "project.demo.comp"
+    return comp
+
+
+def connect(td, comp):
+    comp.par.Apikey = KEY
+    comp.par.Connect.pulse()
+    run_until(td, lambda: comp.par.Status.eval() == "Connected", what="Status Connected")
+
+
+def test_the_build_script_makes_the_documented_component(td, component):
+    comp = component
+    children = {child.name: child.OPType for child in comp.children}
+    assert children == {"DataNet": "textDAT", "DataNetExt": "textDAT", "callbacks": "textDAT",
+                        "messages": "tableDAT", "values_callbacks": "textDAT", "values": "scriptCHOP",
+                        "info_callbacks": "textDAT", "info": "scriptCHOP", "parexec": "parameterexecuteDAT",
+                        "execute": "executeDAT"}
+    pages = {page.name: [par.name for par in page.pars] for page in comp.customPages}
+    assert pages["DataNet"] == ["Active", "Apikey", "Channels", "Apiurl", "Wsurl", "Deviceid", "Devicename",
+                                "Autoconnect", "Connect", "Disconnect", "Reset", "Maxrows", "Clear", "Cafile",
+                                "Echo", "Status"]
+    assert pages["Stats"] == ["Received", "Sent", "Dropped", "Queued", "Reconnects", "Lasterror", "Rtt",
+                              "Occupancy"]
+    assert comp.par.Status.readOnly and comp.par.Received.readOnly and not comp.par.Apikey.readOnly
+    assert (comp.par.Maxrows.eval(), comp.par.Active.eval(), comp.par.Echo.eval()) == (100, True, True)
+    saved = os.path.join(td.project.folder, "DataNet.tox")
+    assert any(saved in line for line in td.textport), td.textport
+    with open(saved, encoding="utf-8") as f:
+        description = json.load(f)
+    assert {child["name"] for child in description["children"]} == set(children)
+    assert callable(comp.Publish) and callable(comp.Subscribe) and callable(comp.Unsubscribe)
+
+
+def test_pulses_and_active_drive_the_connection(td, component, lib_env):
+    comp = component
+    assert comp.par.Status.eval() in ("Idle", "Error: no API key: set the Apikey parameter (or DATANET_API_KEY)")
+    connect(td, comp)
+    assert lib_env.stats()["connections"] == 1
+    comp.par.Disconnect.pulse()
+    run_until(td, lambda: comp.par.Status.eval() == "Disconnected", what="Disconnected")
+    assert lib_env.stats()["connections"] == 0
+    comp.par.Connect.pulse()
+    run_until(td, lambda: comp.par.Status.eval() == "Connected", what="connected again")
+    comp.par.Active = False
+    run_until(td, lambda: comp.par.Status.eval() == "Inactive", what="Inactive")
+    assert lib_env.stats()["connections"] == 0
+    comp.par.Connect.pulse()
+    td.run_frames(5)
+    assert lib_env.stats()["connections"] == 0, "Connect does nothing while inactive"
+    comp.par.Active = True
+    run_until(td, lambda: comp.par.Status.eval() == "Connected", what="Active on")
+    comp.par.Reset.pulse()
+    run_until(td, lambda: comp.par.Status.eval() == "Connected", what="after Reset")
+    assert lib_env.stats()["connections"] == 1
+
+
+def test_channels_status_stats_table_and_callbacks(td, component, lib_env):
+    comp = component
+    comp.op("callbacks").text = (
+        "seen = []\n"
+        "def onMessage(channel, data, from_, timestamp):\n"
+        "    seen.append((channel, data))\n")
+    connect(td, comp)
+    run_until(td, lambda: lib_env.stats()["subscriptions"].get("project.demo.comp") == 1, what="subscribed")
+    rig = sensor_client(lib_env)
+    rig.publish("project.demo.comp", {"level": 0.5})
+    run_until(td, lambda: comp.par.Received.eval() == 1, what="Stats Received")
+    assert comp.op("callbacks").module.seen == [("project.demo.comp", {"level": 0.5})]
+    assert comp.op("messages")[1, "channel"].val == "project.demo.comp"
+    run_until(td, lambda: comp.op("values").numChans == 1, what="values CHOP")
+    assert comp.op("values")["comp_level"][0] == 0.5
+    assert comp.op("info")["connected"][0] == 1.0
+    run_until(td, lambda: comp.par.Occupancy.eval() == 1, what="occupancy from presence")
+
+    comp.par.Channels = "project.demo.other"
+    run_until(td, lambda: lib_env.stats()["subscriptions"].get("project.demo.other") == 1, what="new channel")
+    assert lib_env.stats()["subscriptions"].get("project.demo.comp", 0) == 0
+    comp.Subscribe("project.demo.third")
+    assert comp.par.Channels.eval() == "project.demo.other project.demo.third"
+    comp.Unsubscribe("project.demo.other")
+    assert comp.par.Channels.eval() == "project.demo.third"
+
+    comp.par.Maxrows = 3
+    for n in range(6):
+        rig.publish("project.demo.third", n)
+    run_until(td, lambda: comp.par.Received.eval() == 7, what="six more")
+    assert comp.op("messages").numRows == 4
+    comp.par.Clear.pulse()
+    assert comp.op("messages").numRows <= 1
+
+
+def test_editing_the_api_key_reconnects_with_it(td, component, lib_env):
+    comp = component
+    connect(td, comp)
+    lib_env.admin("revoke", {"key": "ak_revoked_key"})
+    comp.par.Apikey = "ak_revoked_key"
+    run_until(td, lambda: "authentication_failed" in comp.scriptErrors(), what="error on the node")
+    assert "ak_revoked_key" not in comp.scriptErrors()
+    comp.par.Apikey = KEY
+    run_until(td, lambda: comp.par.Status.eval() == "Connected", what="reconnected with the good key")
+
+
+def test_echo_off_suppresses_own_messages(td, component):
+    comp = component
+    connect(td, comp)
+    comp.Publish("project.demo.comp", {"echo": 1})
+    run_until(td, lambda: comp.par.Received.eval() == 1, what="own message with Echo on")
+    comp.par.Echo = False
+    run_until(td, lambda: comp.par.Status.eval() == "Connected", what="reconnected")
+    comp.Publish("project.demo.comp", {"echo": 2})
+    td.run_frames(30)
+    status = comp.GetStatus()
+    assert status["counters"]["echo_suppressed"] >= 1
+    assert all(json.loads(comp.op("messages")[r, "data"].val) != {"echo": 2}
+               for r in range(1, comp.op("messages").numRows))
+
+
+def test_secrets_never_appear_anywhere(td, component, lib_env, monkeypatch, tmp_path):
+    secret = "ak_SECRET_never_print_me"
+    monkeypatch.setenv("DATANET_API_KEY", secret)
+    comp = component
+    comp.par.Connect.pulse()
+    run_until(td, lambda: comp.par.Status.eval() == "Connected", what="connected with the key from the env")
+    rig = sensor_client(lib_env)
+    rig.publish("project.demo.comp", {"x": 1})
+    run_until(td, lambda: comp.par.Received.eval() == 1, what="a message")
+    lib_env.admin("revoke", {"key": secret})
+    lib_env.admin("drop", {})
+    run_until(td, lambda: "authentication_failed" in comp.scriptErrors(), timeout=15, what="a failure")
+    saved = comp.save(str(tmp_path / "copy.tox"))
+    outputs = {
+        "textport": "\n".join(td.textport),
+        "pars": repr({par.name: par.eval() for page in comp.customPages for par in page.pars}),
+        "table": comp.op("messages").text,
+        "status": json.dumps(comp.GetStatus()),
+        "node errors": comp.scriptErrors(),
+        "saved component": open(saved, encoding="utf-8").read(),
+        "gateway log": lib_env.log(),
+        "errors": repr(td.errors),
+    }
+    for where, text in outputs.items():
+        assert secret not in text, "the API key appears in the %s" % where
+        assert "eyJ" not in text, "a JWT appears in the %s" % where
