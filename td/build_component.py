@@ -73,7 +73,7 @@ def text_dat(comp, name, text, x, y):
     return dat
 
 
-def build(parent_comp, repo=None, name="DataNet", save_folder=None):
+def build(parent_comp, repo=None, name="DataNet", save_folder=None, save=True):
     repo = repo or repo_folder()
     comp = parent_comp.create(baseCOMP, name)
     comp.comment = "DataNet realtime pub/sub. Build script: td/build_component.py"
@@ -104,6 +104,8 @@ def build(parent_comp, repo=None, name="DataNet", save_folder=None):
     execute.text = read(repo, "td/component/execute.py")
     execute.nodeX, execute.nodeY = 600, 0
 
+    if not save:
+        return comp, None
     folder = save_folder or project.folder
     path = comp.save(os.path.join(folder, "DataNet.tox"))
     print("DataNet: component built at %s and saved to %s" % (comp.path, path))
