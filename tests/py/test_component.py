@@ -168,3 +168,21 @@ def test_secrets_never_appear_anywhere(td, component, lib_env, monkeypatch, tmp_
     for where, text in outputs.items():
         assert secret not in text, "the API key appears in the %s" % where
         assert "eyJ" not in text, "a JWT appears in the %s" % where
+
+
+def test_the_readme_picture_is_drawn_from_the_component(td, component):
+    """td/component_network.svg is the fake's description of the built component,
+    drawn; DATANET_BLESS=1 redraws it."""
+    from tdfake.draw import draw
+
+    saved = os.path.join(td.project.folder, "DataNet.tox")
+    with open(saved, encoding="utf-8") as f:
+        svg = draw(json.load(f))
+    for name in ("DataNetExt", "messages", "values", "info", "parexec", "execute", "callbacks"):
+        assert ">%s<" % name in svg
+    picture = os.path.join(REPO, "td", "component_network.svg")
+    if os.environ.get("DATANET_BLESS"):
+        with open(picture, "w", encoding="utf-8") as f:
+            f.write(svg)
+    with open(picture, encoding="utf-8") as f:
+        assert f.read() == svg, "td/component_network.svg is stale: run with DATANET_BLESS=1"

@@ -230,7 +230,8 @@ class OP(TDObject):
 
     def _describe(self):
         """JSON-ready description used by COMP.save()."""
-        info = {"type": self.OPType, "name": self._name}
+        info = {"type": self.OPType, "name": self._name, "path": self.path, "nodeX": self._nodeX,
+                "nodeY": self._nodeY}
         builtin = {p.name: p.val for p in self._pars._all()
                    if not p.isCustom and p.val != p.default}
         if builtin:
