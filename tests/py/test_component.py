@@ -186,3 +186,26 @@ def test_the_readme_picture_is_drawn_from_the_component(td, component):
             f.write(svg)
     with open(picture, encoding="utf-8") as f:
         assert f.read() == svg, "td/component_network.svg is stale: run with DATANET_BLESS=1"
+
+
+def test_save_reload_and_exit_are_clean(td, component, lib_env):
+    import time
+
+    comp = component
+    connect(td, comp)
+    td.save_project()  # onProjectPreSave: nothing unpicklable stored, stats refreshed
+    assert comp.storage == {}
+    # Reloading the extension (as TD does when its DAT changes or the .tox reloads)
+    # and editing the shim re-attach: still one connection.
+    comp.op("DataNetExt").text = comp.op("DataNetExt").text + "\n# edited\n"
+    comp.initializeExtensions()
+    comp.op("DataNet").text = comp.op("DataNet").text + "\n# edited\n"
+    comp.ext.DataNetExt.Start()
+    td.run_frames(10)
+    assert comp.par.Status.eval() == "Connected"
+    assert (lib_env.stats()["connections"], lib_env.stats()["connections_total"]) == (1, 1)
+    lib_env.admin("freeze", {})
+    began = time.perf_counter()
+    td.exit()
+    assert time.perf_counter() - began < 0.5
+    lib_env.admin("thaw", {})
