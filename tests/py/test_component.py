@@ -108,6 +108,7 @@ def test_channels_status_stats_table_and_callbacks(td, component, lib_env):
     assert comp.par.Channels.eval() == "project.demo.third"
 
     comp.par.Maxrows = 3
+    run_until(td, lambda: lib_env.stats()["subscriptions"].get("project.demo.third") == 1, what="third subscribed")
     for n in range(6):
         rig.publish("project.demo.third", n)
     run_until(td, lambda: comp.par.Received.eval() == 7, what="six more")
@@ -148,6 +149,7 @@ def test_secrets_never_appear_anywhere(td, component, lib_env, monkeypatch, tmp_
     comp = component
     comp.par.Connect.pulse()
     run_until(td, lambda: comp.par.Status.eval() == "Connected", what="connected with the key from the env")
+    run_until(td, lambda: lib_env.stats()["subscriptions"].get("project.demo.comp") == 1, what="subscribed")
     rig = sensor_client(lib_env)
     rig.publish("project.demo.comp", {"x": 1})
     run_until(td, lambda: comp.par.Received.eval() == 1, what="a message")

@@ -107,6 +107,7 @@ def test_reconnects_after_a_forced_drop_with_no_action_from_the_artist(td, lib_e
     run_until(td, lambda: dn.status()["counters"]["reconnects"] >= 1 and dn.is_connected(), timeout=15,
               what="reconnected")
     run_until(td, lambda: rig.is_connected(), what="sensor back")
+    run_until(td, lambda: lib_env.stats()["subscriptions"].get("project.demo.sensor") == 1, what="resubscribed")
     rig.publish("project.demo.sensor", {"after": "drop"})
     run_until(td, lambda: table.numRows == 2, what="a row after the drop")
     assert json.loads(table[1, "data"].val) == {"after": "drop"}
