@@ -4,6 +4,8 @@
 //! Set `DATANET_GATEWAY_LOG=1` to see the gateway's log lines on stderr.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
