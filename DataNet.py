@@ -725,15 +725,14 @@ class DataNet:
         if not count.value:
             return 0
         for record in _records(ctypes.string_at(buf, length.value)):
-            self._dispatch(*record)
+            self._dispatch(st, *record)
         return count.value
 
-    def _dispatch(self, kind, flags, ts, channel, from_, content_type, meta, payload):
-        st = self._state
+    def _dispatch(self, st, kind, flags, ts, channel, from_, content_type, meta, payload):
         if kind == _EVENT_JSON:
             text = payload.decode("utf-8")
             st["values_dirty"] = True
-            self._add_row(channel, text, from_, ts)
+            self._add_row(st, channel, text, from_, ts)
             entries = st["subscribers"].get(channel)
             if entries:
                 message = Message("json", channel, from_, ts, text)
@@ -747,7 +746,7 @@ class DataNet:
         elif kind == _EVENT_BINARY:
             st["values_dirty"] = True
             message = _message_from_record(kind, flags, ts, channel, from_, content_type, meta, payload)
-            self._add_row(channel, "<%s, %d bytes>" % (content_type, len(payload)), from_, ts)
+            self._add_row(st, channel, "<%s, %d bytes>" % (content_type, len(payload)), from_, ts)
             targets = list(st["subscribers"]) if message.raw else [channel]
             for target in targets:
                 for entry_kind, callback, wanted_type in st["subscribers"].get(target, ()):
@@ -773,8 +772,8 @@ class DataNet:
                 st["occupancy"][channel] = result.get("occupancy")
                 self._emit("presence", channel, result)
 
-    def _add_row(self, channel, text, from_, ts):
-        st = self._state
+    @staticmethod
+    def _add_row(st, channel, text, from_, ts):
         st["row_seq"] += 1
         if len(text) > MAX_CELL_CHARS:
             text = text[:MAX_CELL_CHARS] + "..."

@@ -38,6 +38,7 @@ def onCreate():
 
 def onFrameStart(frame):
     dn = op('DataNet').module
+    _refresh_callbacks()
     dn.poll()
     dn.update_table(op(TABLE), max_rows=MAX_ROWS)
     if dn.values_changed():
@@ -53,8 +54,19 @@ def _callback(name):
     return getattr(dat.module, name, None) if dat is not None else None
 
 
+# The callbacks DAT's functions, looked up once per frame (not per message), so an
+# edit to that DAT takes effect on the next frame.
+_callbacks = {}
+
+
+def _refresh_callbacks():
+    for name in ('onMessage', 'onConnect', 'onDisconnect', 'onError'):
+        _callbacks[name] = _callback(name)
+
+
 def _forward(name, *args):
-    function = _callback(name)
+    # Handlers run inside dn.poll(), which onFrameStart calls after the refresh.
+    function = _callbacks.get(name)
     if function is not None:
         function(*args)
 
