@@ -14,6 +14,8 @@ use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::net::TcpStream as StdTcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Once, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
@@ -1715,4 +1717,134 @@ fn fuzz_through_the_client(rng: &mut Rng, corpus: &[Vec<u8>], count: usize) -> (
     assert_eq!(dn_client_free(handle), DN_OK);
     server.join().unwrap();
     (delivered, findings)
+}
+
+// ---------------------------------------------------------------------------
+// 7. ABI misuse under valgrind
+
+/// Builds the cdylib of this profile (as tests/c_abi.rs does: `cargo test` alone
+/// only makes the rlib) and returns its directory.
+fn cdylib_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let lib_dir = PathBuf::from(env!("CARGO_BIN_EXE_datanet-gateway")).parent().unwrap().to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--lib", "--manifest-path"]).arg(root.join("Cargo.toml"));
+    if lib_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    assert!(build.status().expect("run cargo").success(), "building the cdylib failed");
+    lib_dir
+}
+
+/// Compiles a C program against include/datanet.h into this test's temporary
+/// directory, under a name of its own (other test binaries build theirs there).
+fn compile_c(source: &Path, name: &str, lib_dir: &Path) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let build = Command::new(&cc)
+        .args(["-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-Werror", "-pthread", "-g", "-o"])
+        .arg(&exe)
+        .arg(source)
+        .arg(format!("-I{}", root.join("include").display()))
+        .arg(format!("-L{}", lib_dir.display()))
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .arg("-ldatanet")
+        .output()
+        .expect("a C compiler (cc) is needed");
+    assert!(build.status.success(), "C build of {name} failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    exe
+}
+
+fn valgrind_installed() -> bool {
+    Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// Runs `exe args` under memcheck; returns the output and the error count of
+/// its ERROR SUMMARY line.
+fn under_valgrind(exe: &Path, args: &[String]) -> (Output, u64) {
+    let output = Command::new("valgrind")
+        .args(["--error-exitcode=99", "--leak-check=no"])
+        .arg(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run valgrind");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors = stderr
+        .lines()
+        .find_map(|line| line.split("ERROR SUMMARY: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no ERROR SUMMARY from valgrind:\n{stderr}"));
+    (output, errors)
+}
+
+/// A deliberate heap overflow through the ABI (a capacity that lies), so the
+/// test shows valgrind would catch one.
+const OVERFLOW_CONTROL: &str = r#"#include <stdlib.h>
+#include "datanet.h"
+int main(void) {
+    char *small = malloc(4);
+    size_t len = 0;
+    dn_base64_encode((const uint8_t *)"abcdef", 6, small, 64, &len);
+    free(small);
+    return 0;
+}
+"#;
+
+#[test]
+fn abi_misuse_under_valgrind() {
+    let _suite = shared();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let lib_dir = cdylib_dir();
+    let abi_test = compile_c(&root.join("tests/c/abi_test.c"), "abi_test_valgrind", &lib_dir);
+    let abi_threads = compile_c(&root.join("tests/c/abi_threads.c"), "abi_threads", &lib_dir);
+    let gw = Gateway::start();
+    let args = [gw.url(), gw.ws_url()];
+
+    // The threaded program natively first: its own checks must pass.
+    let native = Command::new(&abi_threads).args(&args).output().unwrap();
+    let native_stdout = String::from_utf8_lossy(&native.stdout).to_string();
+    assert!(
+        native.status.success() && native_stdout.contains(" 0 failed"),
+        "abi_threads failed natively:\n{native_stdout}\n{}",
+        String::from_utf8_lossy(&native.stderr)
+    );
+    if !valgrind_installed() {
+        println!("SKIP abi_misuse_under_valgrind: valgrind is not installed; ran abi_threads natively only");
+        figure("abi_misuse_under_valgrind", format!("valgrind absent: skipped; natively {}", native_stdout.trim()));
+        return;
+    }
+    let control_source = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("overflow_control.c");
+    std::fs::write(&control_source, OVERFLOW_CONTROL).unwrap();
+    let control = compile_c(&control_source, "overflow_control", &lib_dir);
+    let (control_run, control_errors) = under_valgrind(&control, &[]);
+    assert!(control_errors > 0 && control_run.status.code() == Some(99), "valgrind missed a heap overflow");
+
+    let started = Instant::now();
+    let mut summaries = Vec::new();
+    for exe in [&abi_test, &abi_threads] {
+        let (run, errors) = under_valgrind(exe, &args);
+        let stdout = String::from_utf8_lossy(&run.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(errors, 0, "valgrind found errors in {}:\n{stderr}", exe.display());
+        assert!(
+            run.status.success() && stdout.contains(" 0 failed"),
+            "{} under valgrind:\n{stdout}\n{stderr}",
+            exe.display()
+        );
+        summaries.push(stdout.trim().to_string());
+    }
+    figure(
+        "abi_misuse_under_valgrind",
+        format!(
+            "memcheck, 0 errors: `{}` and `{}` ({:.1} s under valgrind); control heap overflow caught ({control_errors} \
+             errors)",
+            summaries[0],
+            summaries[1],
+            started.elapsed().as_secs_f64()
+        ),
+    );
 }
