@@ -101,6 +101,11 @@ impl DataNetError {
         for field in [&mut self.message, &mut self.code] {
             *field = redact(field, secrets);
         }
+        // A gateway can echo anything into the other text fields too.
+        let echoed = [&mut self.channel, &mut self.operation, &mut self.required, &mut self.scope];
+        for field in echoed.into_iter().flatten() {
+            *field = redact(field, secrets);
+        }
         self
     }
 }
@@ -197,6 +202,8 @@ mod tests {
     fn redaction_removes_secrets() {
         let e = DataNetError::new(GATEWAY_ERROR, "key ak_secret123 rejected").redacted(&["ak_secret123"]);
         assert_eq!(e.message, "key [redacted] rejected");
+        let echoed = DataNetError::new(GATEWAY_ERROR, "x").with_channel("ak_secret123").redacted(&["ak_secret123"]);
+        assert_eq!(echoed.channel.as_deref(), Some("[redacted]"));
         assert_eq!(redact("abc", &[""]), "abc");
     }
 }
