@@ -41,8 +41,8 @@ def write(results, path):
               + " |", "|---|" + "---|" * len(next(iter(results["growth"].values())))]
     for label, runs in results["growth"].items():
         lines.append("| %s | %s |" % (LABELS[label], " | ".join(
-            "%s µs%s" % (fmt(r["median_us"]), "" if r["ok"] else " (fell behind: %d/%d)" % (r["received"],
-                                                                                        r["published"]))
+            "%s µs%s" % (fmt(r["median_us"]), "" if r["ok"] else " (fell behind: %d of %d received, %d dropped)"
+                         % (r["received"] - r["dropped"], r["published"], r["dropped"]))
             for r in runs)))
     first = next(iter(results["by_channels"].values()))
     lines += ["", "| client (1,000 msg/s) | " + " | ".join("%d channels" % r["channels"] for r in first) + " |",
@@ -57,10 +57,14 @@ def write(results, path):
         lines.append("| %s | %s | %s |" % (LABELS[label], fmt(highest_ok(results["growth"][label])),
                                            fmt(highest_ok(results["dmx"].get(label, [])))))
     lines += ["", "## Latency (publish -> visible to the receiver's drain, tight loop, loopback)", "",
-              "| client | msg/s | p50 µs | p99 µs | max µs |", "|---|---|---|---|---|"]
+              "Samples pooled over %d runs of %.0f s; the p99 of each run shows the spread. On 2 cores the "
+              "publisher process, the gateway and the receiver share the CPU, so the tail follows the scheduler."
+              % (len(results["latency"][0]["p99_per_run_us"]), results["window_s"]), "",
+              "| client | msg/s | p50 µs | p99 µs | p99 of each run, µs | max µs |", "|---|---|---|---|---|---|"]
     for r in results["latency"]:
-        lines.append("| %s | %s | %s | %s | %s |" % (LABELS[r["client"]], fmt(r["rate"]), fmt(r["p50_us"]),
-                                                     fmt(r["p99_us"]), fmt(r["max_us"])))
+        lines.append("| %s | %s | %s | %s | %s | %s |" % (
+            LABELS[r["client"]], fmt(r["rate"]), fmt(r["p50_us"]), fmt(r["p99_us"]),
+            ", ".join(fmt(v) for v in r["p99_per_run_us"]), fmt(r["max_us"])))
     lines += ["", "## Footprint (connected, 10 channels, idle for 10 s)", "",
               "| client | resident memory added | threads added | idle CPU (% of a core) |", "|---|---|---|---|"]
     for r in results["footprint"]:
