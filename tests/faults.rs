@@ -418,9 +418,10 @@ fn long_outage() {
             }
         }
     };
-    let mut next = Instant::now();
-    let mut publish_for = |span: Duration, published: &mut u64, received: &mut Vec<u64>| {
-        let end = Instant::now() + span;
+    let publish_for = |span: Duration, published: &mut u64, received: &mut Vec<u64>| {
+        // A fresh schedule per span: no catch-up burst after a pause of the loop.
+        let mut next = Instant::now();
+        let end = next + span;
         while Instant::now() < end {
             client.publish_json(channel, &published.to_string()).unwrap();
             *published += 1;
