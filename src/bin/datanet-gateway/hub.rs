@@ -316,6 +316,10 @@ impl Hub {
         self.frozen.send_replace(frozen);
     }
 
+    pub fn is_frozen(&self) -> bool {
+        *self.frozen.borrow()
+    }
+
     pub fn frozen_watch(&self) -> watch::Receiver<bool> {
         self.frozen.subscribe()
     }

@@ -232,6 +232,8 @@ impl Session {
             return end;
         }
         let mut frozen = self.hub.frozen_watch();
+        // A relayed frame taken from the outbox just as a freeze began: written after the thaw.
+        let mut parked: Option<Message> = None;
         loop {
             if *frozen.borrow_and_update() {
                 // Frozen: no reads, no writes, the socket stays open.
@@ -240,20 +242,33 @@ impl Session {
                     _ = frozen.changed() => continue,
                 }
             }
+            if let Some(frame) = parked.take() {
+                if let Err(end) = self.write_outbox(frame, &mut outbox) {
+                    return end;
+                }
+            }
             // Unbiased on purpose: a busy outbox must not starve client frames (and
-            // their heartbeats), nor the other way round.
+            // their heartbeats), nor the other way round. Because it is unbiased, a
+            // branch can win over a freeze that happened meanwhile: each one checks
+            // the freeze before touching the socket, and the loop then waits.
             let step = tokio::select! {
                 _ = &mut kill => return End::Dropped,
                 _ = frozen.changed() => Ok(()),
                 ready = self.socket.tcp.writable(), if self.socket.output_pending => {
-                    ready.map_err(End::from).and_then(|()| Ok(self.socket.flush()?))
+                    ready.map_err(End::from).and_then(|()| {
+                        if self.hub.is_frozen() { Ok(()) } else { Ok(self.socket.flush()?) }
+                    })
                 }
                 // While output is stuck, client frames wait too: their replies would
                 // only pile up behind it.
                 ready = self.socket.tcp.readable(), if !self.socket.output_pending => {
-                    ready.map_err(End::from).and_then(|()| self.read_frames())
+                    ready.map_err(End::from).and_then(|()| if self.hub.is_frozen() { Ok(()) } else { self.read_frames() })
                 }
                 frame = outbox.recv(), if !self.socket.output_pending => match frame {
+                    Some(frame) if self.hub.is_frozen() => {
+                        parked = Some(frame);
+                        Ok(())
+                    }
                     Some(frame) => self.write_outbox(frame, &mut outbox),
                     // The hub let go of this connection: it was dropped.
                     None => return End::Dropped,
