@@ -1728,41 +1728,6 @@ fn fuzz_through_the_client(rng: &mut Rng, corpus: &[Vec<u8>], count: usize) -> (
 // ---------------------------------------------------------------------------
 // 7. ABI misuse under valgrind
 
-/// Builds the cdylib of this profile (as tests/c_abi.rs does: `cargo test` alone
-/// only makes the rlib) and returns its directory.
-fn cdylib_dir() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let lib_dir = PathBuf::from(env!("CARGO_BIN_EXE_datanet-gateway")).parent().unwrap().to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "--lib", "--manifest-path"]).arg(root.join("Cargo.toml"));
-    if lib_dir.ends_with("release") {
-        build.arg("--release");
-    }
-    assert!(build.status().expect("run cargo").success(), "building the cdylib failed");
-    lib_dir
-}
-
-/// Compiles a C program against include/datanet.h into this test's temporary
-/// directory, under a name of its own (other test binaries build theirs there).
-fn compile_c(source: &Path, name: &str, lib_dir: &Path) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let build = Command::new(&cc)
-        .args(["-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-Werror", "-pthread", "-g", "-o"])
-        .arg(&exe)
-        .arg(source)
-        .arg(format!("-I{}", root.join("include").display()))
-        .arg(format!("-L{}", lib_dir.display()))
-        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
-        .arg("-ldatanet")
-        .output()
-        .expect("a C compiler (cc) is needed");
-    assert!(build.status.success(), "C build of {name} failed:\n{}", String::from_utf8_lossy(&build.stderr));
-    exe
-}
-
 fn valgrind_installed() -> bool {
     Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success())
 }
@@ -1804,9 +1769,9 @@ int main(void) {
 fn abi_misuse_under_valgrind() {
     let _suite = shared();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let lib_dir = cdylib_dir();
-    let abi_test = compile_c(&root.join("tests/c/abi_test.c"), "abi_test_valgrind", &lib_dir);
-    let abi_threads = compile_c(&root.join("tests/c/abi_threads.c"), "abi_threads", &lib_dir);
+    let lib_dir = common::native::cdylib_dir();
+    let abi_test = common::native::compile_c(&root.join("tests/c/abi_test.c"), "abi_test_valgrind", &lib_dir);
+    let abi_threads = common::native::compile_c(&root.join("tests/c/abi_threads.c"), "abi_threads", &lib_dir);
     let gw = Gateway::start();
     let args = [gw.url(), gw.ws_url()];
 
@@ -1825,7 +1790,7 @@ fn abi_misuse_under_valgrind() {
     }
     let control_source = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("overflow_control.c");
     std::fs::write(&control_source, OVERFLOW_CONTROL).unwrap();
-    let control = compile_c(&control_source, "overflow_control", &lib_dir);
+    let control = common::native::compile_c(&control_source, "overflow_control", &lib_dir);
     let (control_run, control_errors) = under_valgrind(&control, &[]);
     assert!(control_errors > 0 && control_run.status.code() == Some(99), "valgrind missed a heap overflow");
 

@@ -4,6 +4,7 @@
 //! Set `DATANET_GATEWAY_LOG=1` to see the gateway's log lines on stderr.
 #![allow(dead_code)]
 
+pub mod native;
 pub mod proxy;
 
 use serde_json::{json, Value};
