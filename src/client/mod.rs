@@ -327,12 +327,6 @@ impl Client {
         lock(&self.shared.store).snapshot(known_names_generation)
     }
 
-    /// Runs `f` on the store's numeric values without copying them.
-    pub fn with_values<R>(&self, f: impl FnOnce(u64, u64, &[f64]) -> R) -> R {
-        let store = lock(&self.shared.store);
-        f(store.names_generation(), store.values_version(), store.values())
-    }
-
     pub fn last_message(&self, channel: &str) -> Option<Arc<Message>> {
         lock(&self.shared.store).message(channel)
     }

@@ -175,20 +175,8 @@ impl LastValues {
         }
     }
 
-    pub fn names_generation(&self) -> u64 {
-        self.names_generation
-    }
-
     pub fn numeric_len(&self) -> usize {
         self.values.len()
-    }
-
-    pub fn values(&self) -> &[f64] {
-        &self.values
-    }
-
-    pub fn values_version(&self) -> u64 {
-        self.values_version
     }
 
     pub fn dropped_numeric(&self) -> u64 {
@@ -214,9 +202,9 @@ mod tests {
     fn newest_values_and_generations() {
         let mut s = LastValues::new(100);
         put(&mut s, "a", json!({"x": 1, "y": 2}));
-        let g1 = s.names_generation();
+        let g1 = s.snapshot(None).names_generation;
         put(&mut s, "a", json!({"x": 5, "y": 6}));
-        assert_eq!(s.names_generation(), g1, "same names, same generation");
+        assert_eq!(s.snapshot(None).names_generation, g1, "same names, same generation");
         assert_eq!(s.value("a", "x"), Some(5.0));
         put(&mut s, "b", json!(7));
         assert_eq!(s.value("b", ""), Some(7.0));
