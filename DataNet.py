@@ -306,6 +306,21 @@ def _check(lib, rc):
     raise DataNetError(code, message)
 
 
+def _bytes_out(lib, call, capacity, missing=False):
+    """Runs a library call that writes to (out, cap, *out_len), growing the buffer
+    once when it is too small; returns the bytes written (text without its NUL).
+    With ``missing``, DN_ERR_NOT_FOUND returns None instead of raising."""
+    out, length = ctypes.create_string_buffer(capacity), ctypes.c_size_t()
+    rc = call(out, capacity, ctypes.byref(length))
+    if rc == _ERR_BUFFER_TOO_SMALL:
+        out = ctypes.create_string_buffer(length.value)
+        rc = call(out, length.value, ctypes.byref(length))
+    if missing and rc == _ERR_NOT_FOUND:
+        return None
+    _check(lib, rc)
+    return out.raw[:length.value]
+
+
 def _c_text(value, what):
     if not isinstance(value, str):
         raise DataNetError("invalid_argument", "%s must be a string, not %s" % (what, type(value).__name__))
@@ -394,17 +409,6 @@ def _int64(value, what):
         except (TypeError, ValueError, OverflowError):
             raise DataNetError("invalid_argument", "%s must be an integer" % what) from None
     return max(-_INT64, min(_INT64, value))
-
-
-def _bytes_out(lib, call, capacity):
-    """Runs a library call that writes bytes to (out, cap, *out_len)."""
-    out, length = ctypes.create_string_buffer(capacity), ctypes.c_size_t()
-    rc = call(out, capacity, ctypes.byref(length))
-    if rc == _ERR_BUFFER_TOO_SMALL:
-        out = ctypes.create_string_buffer(length.value)
-        rc = call(out, length.value, ctypes.byref(length))
-    _check(lib, rc)
-    return out.raw[:length.value]
 
 
 def build_dmx_frame(values, length=512):
@@ -820,15 +824,10 @@ class DataNet:
         st = self._state
         if st["handle"] is None:
             return None
-        lib, buf, length = st["lib"], st["poll_buffer"], ctypes.c_size_t()
-        rc = lib.dn_last_message(st["handle"], _c_text(channel, "channel"), buf, len(buf), ctypes.byref(length))
-        if rc == _ERR_NOT_FOUND:
-            return None
-        if rc == _ERR_BUFFER_TOO_SMALL:
-            buf = st["poll_buffer"] = ctypes.create_string_buffer(length.value)
-            rc = lib.dn_last_message(st["handle"], _c_text(channel, "channel"), buf, len(buf), ctypes.byref(length))
-        _check(lib, rc)
-        return _message_from_record(*next(_records(ctypes.string_at(buf, length.value))))
+        lib, handle, c_channel = st["lib"], st["handle"], _c_text(channel, "channel")
+        record = _bytes_out(lib, lambda out, cap, n: lib.dn_last_message(handle, c_channel, out, cap, n), 4096,
+                            missing=True)
+        return None if record is None else _message_from_record(*next(_records(record)))
 
     def values_changed(self):
         """True when messages arrived since the last update_chop: force-cook the
@@ -927,13 +926,9 @@ class DataNet:
             status = dict(st["last_status"] or {"state": "idle", "conn_id": None, "counters": {},
                                                   "last_error": None, "rtt_ms": None})
         else:
-            lib, buf, length = st["lib"], ctypes.create_string_buffer(8192), ctypes.c_size_t()
-            rc = lib.dn_status(st["handle"], buf, len(buf), ctypes.byref(length))
-            if rc == _ERR_BUFFER_TOO_SMALL:
-                buf = ctypes.create_string_buffer(length.value)
-                rc = lib.dn_status(st["handle"], buf, len(buf), ctypes.byref(length))
-            _check(lib, rc)
-            status = json.loads(buf.value.decode("utf-8"))
+            lib, handle = st["lib"], st["handle"]
+            text = _bytes_out(lib, lambda out, cap, n: lib.dn_status(handle, out, cap, n), 8192)
+            status = json.loads(text.decode("utf-8"))
         status["callback_errors"] = st["callback_errors"]
         status["occupancy"] = dict(st["occupancy"])
         return status
