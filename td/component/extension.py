@@ -11,6 +11,7 @@ import os
 
 STATS_EVERY_FRAMES = 15          # the Stats page and info CHOP: 4 times a second at 60 fps
 PRESENCE_EVERY_SECONDS = 10.0    # occupancy of the first channel: occasional, never per frame
+CALLBACKS = ("onMessage", "onConnect", "onDisconnect", "onError")
 SETTINGS = ("Apikey", "Apiurl", "Wsurl", "Deviceid", "Devicename", "Cafile", "Echo")
 STATES = {"idle": "Idle", "connecting": "Connecting", "connected": "Connected",
           "reconnecting": "Reconnecting", "closed": "Disconnected", "failed": "Failed"}
@@ -22,6 +23,9 @@ class DataNetExt:
         self.frame = 0
         self.last_presence = None
         self.info = {"connected": 0.0, "messages_pending": 0.0}
+        # The callbacks DAT's functions, looked up once per frame (not per message),
+        # so an edit to that DAT takes effect on the next frame.
+        self.handlers = {}
 
     # -- promoted API ------------------------------------------------------------
 
@@ -104,6 +108,7 @@ class DataNetExt:
         CHOP cook only when values changed; stats a few times a second."""
         self.frame += 1
         client = self.client()
+        self.handlers = {name: self._callbacks(name) for name in CALLBACKS}
         client.poll()
         client.update_table(self.ownerComp.op("messages"), max_rows=int(self.ownerComp.par.Maxrows.eval()))
         if client.values_changed():
@@ -167,7 +172,8 @@ class DataNetExt:
         return getattr(dat.module, name, None) if dat is not None else None
 
     def _forward(self, name, *args):
-        function = self._callbacks(name)
+        # Handlers run inside client.poll(), which Update calls after the lookup.
+        function = self.handlers.get(name)
         if function is not None:
             function(*args)
 
