@@ -1,7 +1,9 @@
 //! The JSON envelopes of PROTOCOL.md §3–§5: parsing what clients send, building
 //! what the gateway sends. No I/O and no state, so every shape is unit-tested here.
 
-use serde_json::{json, Map, Value};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::collections::HashMap;
 
 const MAX_CHANNEL_BYTES: usize = 255;
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -15,57 +17,82 @@ pub enum ClientOp {
     Publish { channel: String, payload: Payload },
 }
 
-#[derive(Debug, PartialEq)]
+/// Payloads keep the publisher's own JSON text (`d`, `meta`): relayed byte for byte,
+/// never parsed into a value and printed again, so key order and number spelling
+/// reach subscribers as they were sent.
+#[derive(Debug)]
 pub enum Payload {
-    Json(Value),
-    Binary { b64: String, content_type: Option<String>, meta: Option<Map<String, Value>> },
+    Json(Box<RawValue>),
+    /// `meta` is a JSON object's text.
+    Binary {
+        b64: String,
+        content_type: Option<String>,
+        meta: Option<Box<RawValue>>,
+    },
 }
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Payload::Json(a), Payload::Json(b)) => a.get() == b.get(),
+            (
+                Payload::Binary { b64, content_type, meta },
+                Payload::Binary { b64: b64_b, content_type: ct_b, meta: meta_b },
+            ) => {
+                b64 == b64_b
+                    && content_type == ct_b
+                    && meta.as_deref().map(RawValue::get) == meta_b.as_deref().map(RawValue::get)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// An envelope's top-level fields, each still its raw JSON text.
+type Fields<'a> = HashMap<String, &'a RawValue>;
 
 /// Parses one text frame; `Err` holds the message of a `bad_request` envelope.
 pub fn parse(text: &str) -> Result<ClientOp, String> {
-    let Ok(Value::Object(mut envelope)) = serde_json::from_str::<Value>(text) else {
+    let Ok(fields) = serde_json::from_str::<Fields<'_>>(text) else {
         return Err("expected a JSON object envelope".to_string());
     };
-    let op = take_string(&mut envelope, "op")?;
+    let op = string_field(&fields, "op")?;
     match op.as_str() {
-        "sub" => Ok(ClientOp::Subscribe { channel: take_string(&mut envelope, "ch")? }),
-        "unsub" => Ok(ClientOp::Unsubscribe { channel: take_string(&mut envelope, "ch")? }),
+        "sub" => Ok(ClientOp::Subscribe { channel: string_field(&fields, "ch")? }),
+        "unsub" => Ok(ClientOp::Unsubscribe { channel: string_field(&fields, "ch")? }),
         "hb" => Ok(ClientOp::Heartbeat),
-        "pub" => parse_publish(envelope),
+        "pub" => parse_publish(&fields),
         _ => Err("unknown op".to_string()),
     }
 }
 
-fn parse_publish(mut envelope: Map<String, Value>) -> Result<ClientOp, String> {
-    let channel = take_string(&mut envelope, "ch")?;
-    let binary = match envelope.get("bin") {
-        None | Some(Value::Bool(false)) => false,
-        Some(Value::Bool(true)) => true,
+fn parse_publish(fields: &Fields<'_>) -> Result<ClientOp, String> {
+    let channel = string_field(fields, "ch")?;
+    let binary = match fields.get("bin").map(|raw| serde_json::from_str::<Value>(raw.get())) {
+        None | Some(Ok(Value::Bool(false))) => false,
+        Some(Ok(Value::Bool(true))) => true,
         Some(_) => return Err("bin must be a boolean".to_string()),
     };
     let payload = if binary {
-        let b64 = take_string(&mut envelope, "b64")?;
-        let content_type = match envelope.remove("ct") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(content_type)) => Some(content_type),
+        let b64 = string_field(fields, "b64")?;
+        let content_type = match fields.get("ct").map(|raw| serde_json::from_str::<Value>(raw.get())) {
+            None | Some(Ok(Value::Null)) => None,
+            Some(Ok(Value::String(content_type))) => Some(content_type),
             Some(_) => return Err("ct must be a string".to_string()),
         };
         // Metadata travels only as an object; anything else is left out, not refused.
-        let meta = match envelope.remove("meta") {
-            Some(Value::Object(meta)) => Some(meta),
-            _ => None,
-        };
+        let meta = fields.get("meta").filter(|raw| raw.get().starts_with('{')).map(|raw| (*raw).to_owned());
         Payload::Binary { b64, content_type, meta }
     } else {
-        let data = envelope.remove("d").ok_or("pub needs d, or bin with b64")?;
-        Payload::Json(data)
+        let data = fields.get("d").ok_or("pub needs d, or bin with b64")?;
+        Payload::Json((*data).to_owned())
     };
     Ok(ClientOp::Publish { channel, payload })
 }
 
-fn take_string(envelope: &mut Map<String, Value>, field: &str) -> Result<String, String> {
-    match envelope.remove(field) {
-        Some(Value::String(text)) => Ok(text),
+fn string_field(fields: &Fields<'_>, field: &str) -> Result<String, String> {
+    match fields.get(field).map(|raw| serde_json::from_str::<Value>(raw.get())) {
+        Some(Ok(Value::String(text))) => Ok(text),
         Some(_) => Err(format!("{field} must be a string")),
         None => Err(format!("missing {field}")),
     }
@@ -92,8 +119,18 @@ pub fn hb_ack(timestamp_ms: u64) -> String {
     json!({"type": "hb_ack", "op": "hb", "timestamp": timestamp_ms}).to_string()
 }
 
-pub fn json_message(channel: &str, data: Value, ts_ms: u64, from: &str) -> String {
-    json!({"type": "message", "op": "pub", "ch": channel, "d": data, "ts": ts_ms, "from": from}).to_string()
+/// A JSON message with `d` spliced in as the publisher's own text.
+pub fn json_message(channel: &str, data: &RawValue, ts_ms: u64, from: &str) -> String {
+    format!(
+        r#"{{"type":"message","op":"pub","ch":{},"d":{},"ts":{ts_ms},"from":{}}}"#,
+        json_string(channel),
+        data.get(),
+        json_string(from)
+    )
+}
+
+fn json_string(text: &str) -> String {
+    Value::String(text.to_string()).to_string()
 }
 
 /// The relayed form of a binary publish; `byte_count` is the decoded payload length.
@@ -102,28 +139,29 @@ pub struct BinaryMessage<'a> {
     pub b64: String,
     pub content_type: Option<String>,
     pub byte_count: usize,
-    pub meta: Option<Map<String, Value>>,
+    pub meta: Option<Box<RawValue>>,
     pub ts_ms: u64,
     pub from: &'a str,
 }
 
 impl BinaryMessage<'_> {
+    /// The envelope with `meta` spliced in as the publisher's own text.
     pub fn into_json(self) -> String {
-        let mut message = json!({
-            "type": "message",
-            "op": "pub",
-            "ch": self.channel,
-            "bin": true,
-            "b64": self.b64,
-            "ct": self.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE),
-            "bytes": self.byte_count,
-            "ts": self.ts_ms,
-            "from": self.from,
-        });
+        let mut message = format!(
+            r#"{{"type":"message","op":"pub","ch":{},"bin":true,"b64":{},"ct":{},"bytes":{},"ts":{},"from":{}"#,
+            json_string(self.channel),
+            json_string(&self.b64),
+            json_string(self.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE)),
+            self.byte_count,
+            self.ts_ms,
+            json_string(self.from),
+        );
         if let Some(meta) = self.meta {
-            message["meta"] = Value::Object(meta);
+            message.push_str(r#","meta":"#);
+            message.push_str(meta.get());
         }
-        message.to_string()
+        message.push('}');
+        message
     }
 }
 
@@ -193,6 +231,25 @@ mod tests {
         parse(&value.to_string())
     }
 
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_string()).unwrap()
+    }
+
+    #[test]
+    fn payloads_are_relayed_as_sent() {
+        let sent =
+            r#"{"op":"pub","ch":"c","d": {"r":1,"g":2,"b":3,"big":12345678901234567890123,"f":1e-3,"s":"\u00e9"}}"#;
+        let Ok(ClientOp::Publish { payload: Payload::Json(data), .. }) = parse(sent) else { panic!("not a publish") };
+        let relayed = json_message("c", &data, 5, "c-1");
+        assert_eq!(
+            relayed,
+            r#"{"type":"message","op":"pub","ch":"c","d":{"r":1,"g":2,"b":3,"big":12345678901234567890123,"f":1e-3,"s":"\u00e9"},"ts":5,"from":"c-1"}"#
+        );
+        let sent = r#"{"op":"pub","ch":"c","bin":true,"b64":"AQ==","meta":{"z":1,"a":1.50}}"#;
+        let Ok(ClientOp::Publish { payload: Payload::Binary { meta, .. }, .. }) = parse(sent) else { panic!() };
+        assert_eq!(meta.unwrap().get(), r#"{"z":1,"a":1.50}"#);
+    }
+
     #[test]
     fn parses_every_op() {
         assert_eq!(parsed(json!({"op": "sub", "ch": "a"})), Ok(ClientOp::Subscribe { channel: "a".into() }));
@@ -200,7 +257,7 @@ mod tests {
         assert_eq!(parsed(json!({"op": "hb"})), Ok(ClientOp::Heartbeat));
         assert_eq!(
             parsed(json!({"op": "pub", "ch": "a", "d": null})),
-            Ok(ClientOp::Publish { channel: "a".into(), payload: Payload::Json(Value::Null) })
+            Ok(ClientOp::Publish { channel: "a".into(), payload: Payload::Json(raw("null")) })
         );
         let binary = json!({"op": "pub", "ch": "project.demo.dmx", "bin": true, "b64": "AQID",
                             "ct": "binary/dmx", "meta": {"universe": 1}});
@@ -211,7 +268,7 @@ mod tests {
                 payload: Payload::Binary {
                     b64: "AQID".into(),
                     content_type: Some("binary/dmx".into()),
-                    meta: json!({"universe": 1}).as_object().cloned(),
+                    meta: Some(raw(r#"{"universe":1}"#)),
                 },
             })
         );

@@ -366,7 +366,7 @@ impl Session {
         }
         let ts_ms = crate::unix_now_ms();
         let frame = match payload {
-            Payload::Json(data) => envelope::json_message(&channel, data, ts_ms, &self.label),
+            Payload::Json(data) => envelope::json_message(&channel, &data, ts_ms, &self.label),
             Payload::Binary { b64, content_type, meta } => match base64::decode(&b64) {
                 Err(_) => return self.reply_error(GatewayError::InvalidPayload { channel }),
                 Ok(bytes) => BinaryMessage {
