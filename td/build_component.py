@@ -73,6 +73,25 @@ def text_dat(comp, name, text, x, y):
     return dat
 
 
+def attach_extension(comp, expression):
+    """The Extensions page: ext0object / ext0promote in current builds,
+    extension1 / promoteextension1 in 2020-era builds (only where ext0object is
+    missing). A missing parameter may read as None or raise, so ask par[...]."""
+    par = comp.par
+    if par["ext0object"] is not None:
+        mode = globals().get("ParMode")
+        if mode is not None:  # a constant holding the expression text, never an expression
+            par.ext0object.mode = mode.CONSTANT
+        par.ext0object = expression
+        par.ext0promote = True
+    else:
+        par.extension1 = expression
+        par.promoteextension1 = True
+    if par["initextonstart"] is not None:
+        par.initextonstart = True
+    comp.initializeExtensions()
+
+
 def build(parent_comp, repo=None, name="DataNet", save_folder=None, save=True):
     repo = repo or repo_folder()
     comp = parent_comp.create(baseCOMP, name)
@@ -91,9 +110,7 @@ def build(parent_comp, repo=None, name="DataNet", save_folder=None, save=True):
         chop = comp.create(scriptCHOP, chop_name)
         chop.par.callbacks = callbacks
         chop.nodeX, chop.nodeY = x, 0
-    comp.par.extension1 = "op('./DataNetExt').module.DataNetExt(me)"
-    comp.par.promoteextension1 = True
-    comp.initializeExtensions()
+    attach_extension(comp, "op('./DataNetExt').module.DataNetExt(me)")
 
     # The DATs that call the extension come last, once it exists.
     watcher = comp.create(parameterexecuteDAT, "parexec")

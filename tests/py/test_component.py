@@ -11,12 +11,10 @@ from conftest import KEY, REPO, library_path, peer, poll_until, run_until, senso
 BUILDER = os.path.join(REPO, "td", "build_component.py")
 
 
-@pytest.fixture
-def component(td, lib_env, monkeypatch):
+def build(td, lib_env):
     """Runs the build script as an artist would (a Text DAT's Run), then points the
     component at the local gateway."""
-    monkeypatch.setenv("DATANET_REPO", REPO)
-    project1 = td.root.create("containerCOMP", "project1")
+    td.root.create("containerCOMP", "project1")
     builder = td.root.create("textDAT", "builder")
     with open(BUILDER, encoding="utf-8") as f:
         builder.text = f.read()
@@ -27,6 +25,17 @@ def component(td, lib_env, monkeypatch):
     comp.par.Wsurl = lib_env.ws_url
     comp.par.Channels = "project.demo.comp"
     return comp
+
+
+@pytest.fixture
+def component(td, lib_env, monkeypatch):
+    monkeypatch.setenv("DATANET_REPO", REPO)
+    return build(td, lib_env)
+
+
+def saved_description(td):
+    with open(os.path.join(td.project.folder, "DataNet.tox"), encoding="utf-8") as f:
+        return {child["name"]: child for child in json.load(f)["children"]}
 
 
 def connect(td, comp):
@@ -56,6 +65,21 @@ def test_the_build_script_makes_the_documented_component(td, component):
         description = json.load(f)
     assert {child["name"] for child in description["children"]} == set(children)
     assert callable(comp.Publish) and callable(comp.Subscribe) and callable(comp.Unsubscribe)
+
+
+def test_the_build_uses_the_extension_pars_of_the_running_build(td, lib_env, monkeypatch, tmp_path):
+    """Issue 10, item 3: current builds name the extension parameters ext0object /
+    ext0promote; extension1 / promoteextension1 are 2020-era names."""
+    from tdfake import TD
+
+    monkeypatch.setenv("DATANET_REPO", REPO)
+    for legacy in (False, True):
+        fake = TD(project_folder=str(tmp_path), legacy_extension_pars=legacy)
+        comp = build(fake, lib_env)
+        assert fake.errors == [] and callable(comp.Publish), fake.textport
+        assert type(comp.ext.DataNetExt).__name__ == "DataNetExt"
+        if not legacy:
+            assert comp.par.ext0promote.eval() and "DataNetExt" in comp.par.ext0object.eval()
 
 
 def test_pulses_and_active_drive_the_connection(td, component, lib_env):
