@@ -66,8 +66,18 @@ def add_page(comp, title, pars):
             par.readOnly = True
 
 
+def create(comp, op_type, name):
+    """comp.create(), refusing TD's quiet rename when the name is taken."""
+    made = comp.create(op_type, name)
+    if made.name != name:
+        made.destroy()
+        raise RuntimeError("DataNet build: %s already has an operator named %s; delete or rename it "
+                           "and run the build again" % (comp.path, name))
+    return made
+
+
 def text_dat(comp, name, text, x, y):
-    dat = comp.create(textDAT, name)
+    dat = create(comp, textDAT, name)
     dat.text = text
     dat.nodeX, dat.nodeY = x, y
     return dat
@@ -94,7 +104,7 @@ def attach_extension(comp, expression):
 
 def build(parent_comp, repo=None, name="DataNet", save_folder=None, save=True):
     repo = repo or repo_folder()
-    comp = parent_comp.create(baseCOMP, name)
+    comp = create(parent_comp, baseCOMP, name)
     comp.comment = "DataNet realtime pub/sub. Build script: td/build_component.py"
     add_page(comp, "DataNet", PAGE_DATANET)
     add_page(comp, "Stats", PAGE_STATS)
@@ -102,22 +112,26 @@ def build(parent_comp, repo=None, name="DataNet", save_folder=None, save=True):
     text_dat(comp, "DataNet", read(repo, "DataNet.py"), 0, 300)
     text_dat(comp, "DataNetExt", read(repo, "td/component/extension.py"), 200, 300)
     text_dat(comp, "callbacks", read(repo, "td/callbacks_template.py"), 400, 300)
-    messages = comp.create(tableDAT, "messages")
+    messages = create(comp, tableDAT, "messages")
     messages.nodeX, messages.nodeY = 0, 0
     for chop_name, callbacks_file, x in (("values", "td/component/values_callbacks.py", 200),
                                          ("info", "td/component/info_callbacks.py", 400)):
-        callbacks = text_dat(comp, chop_name + "_callbacks", read(repo, callbacks_file), x, -200)
-        chop = comp.create(scriptCHOP, chop_name)
-        chop.par.callbacks = callbacks
+        chop = create(comp, scriptCHOP, chop_name)
         chop.nodeX, chop.nodeY = x, 0
+        callbacks = chop.par.callbacks.eval()  # create() made it, docked to the CHOP
+        if callbacks is None:
+            callbacks = create(comp, textDAT, chop_name + "_callbacks")
+            chop.par.callbacks = callbacks
+        callbacks.text = read(repo, callbacks_file)
+        callbacks.nodeX, callbacks.nodeY = x, -200
     attach_extension(comp, "op('./DataNetExt').module.DataNetExt(me)")
 
     # The DATs that call the extension come last, once it exists.
-    watcher = comp.create(parameterexecuteDAT, "parexec")
+    watcher = create(comp, parameterexecuteDAT, "parexec")
     watcher.par.op = comp
     watcher.text = read(repo, "td/component/parexec.py")
     watcher.nodeX, watcher.nodeY = 600, 300
-    execute = comp.create(executeDAT, "execute")
+    execute = create(comp, executeDAT, "execute")
     execute.text = read(repo, "td/component/execute.py")
     execute.nodeX, execute.nodeY = 600, 0
 

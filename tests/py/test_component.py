@@ -51,6 +51,10 @@ def test_the_build_script_makes_the_documented_component(td, component):
                         "messages": "tableDAT", "values_callbacks": "textDAT", "values": "scriptCHOP",
                         "info_callbacks": "textDAT", "info": "scriptCHOP", "parexec": "parameterexecuteDAT",
                         "execute": "executeDAT"}
+    for chop in ("values", "info"):  # issue 10, item 5: create() docks a callbacks DAT to a Script CHOP
+        callbacks = comp.op(chop + "_callbacks")
+        assert comp.op(chop).par.callbacks.eval() is callbacks and comp.op(chop).docked == [callbacks]
+        assert "DataNetExt" in callbacks.text
     pages = {page.name: [par.name for par in page.pars] for page in comp.customPages}
     assert pages["DataNet"] == ["Active", "Apikey", "Channels", "Apiurl", "Wsurl", "Deviceid", "Devicename",
                                 "Autoconnect", "Connect", "Disconnect", "Reset", "Maxrows", "Clear", "Cafile",
@@ -65,6 +69,16 @@ def test_the_build_script_makes_the_documented_component(td, component):
         description = json.load(f)
     assert {child["name"] for child in description["children"]} == set(children)
     assert callable(comp.Publish) and callable(comp.Subscribe) and callable(comp.Unsubscribe)
+
+
+def test_building_again_is_a_clear_error_not_a_renamed_copy(td, component):
+    """create() with a name in use picks the next numbered name in TD: the build
+    refuses instead of saving a DataNet1."""
+    builder = td.op("/builder")
+    builder.run()
+    assert [c.name for c in td.op("/project1").children] == ["DataNet"]
+    assert len(td.errors) == 1 and "already has an operator named DataNet" in td.errors[0][2]
+    td.errors.clear()
 
 
 def test_the_build_uses_the_extension_pars_of_the_running_build(td, lib_env, monkeypatch, tmp_path):
