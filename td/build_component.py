@@ -41,6 +41,8 @@ PAGE_STATS = [
     ("Int", "Occupancy", "Occupancy (first channel)", 0),
 ]
 READ_ONLY = {"Status"} | {name for _, name, _, _ in PAGE_STATS}
+# The Execute DAT's callbacks the component uses (td/component/execute.py).
+EXECUTE_TOGGLES = ("active", "start", "create", "framestart", "exit", "projectpresave")
 
 
 def repo_folder():
@@ -134,6 +136,9 @@ def build(parent_comp, repo=None, name="DataNet", save_folder=None, save=True):
     execute = create(comp, executeDAT, "execute")
     execute.text = read(repo, "td/component/execute.py")
     execute.nodeX, execute.nodeY = 600, 0
+    # Each callback runs only while its toggle is on, and a new Execute DAT has them off.
+    for toggle in EXECUTE_TOGGLES:
+        setattr(execute.par, toggle, True)
 
     if not save:
         return comp, None

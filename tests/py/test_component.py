@@ -96,6 +96,24 @@ def test_the_build_uses_the_extension_pars_of_the_running_build(td, lib_env, mon
             assert comp.par.ext0promote.eval() and "DataNetExt" in comp.par.ext0object.eval()
 
 
+def test_td_events_reach_the_component_through_its_execute_dat(td, component, lib_env):
+    """Issue 10, item 1: an Execute DAT runs a callback only while its toggle is on,
+    and a new one has them all off: the build turns on each one the component uses."""
+    comp = component
+    comp.par.Apikey = KEY
+    td.start()  # project start: onStart connects (Autoconnect on)
+    run_until(td, lambda: comp.par.Status.eval() == "Connected", what="connected and polled each frame")
+    comp.Disconnect()
+    assert lib_env.stats()["connections"] == 0
+    td.fire_create(comp)  # the .tox placed in a project: onCreate connects
+    run_until(td, lambda: comp.par.Status.eval() == "Connected", what="connected again")
+    execute = saved_description(td)["execute"]["pars"]
+    assert all(execute.get(toggle) is True for toggle in ("start", "create", "framestart", "exit",
+                                                          "projectpresave")), execute
+    td.exit()  # onExit closes the connection
+    assert lib_env.stats()["connections"] == 0
+
+
 def test_pulses_and_active_drive_the_connection(td, component, lib_env):
     comp = component
     assert comp.par.Status.eval() in ("Idle", "Error: no API key: set the Apikey parameter (or DATANET_API_KEY)")
