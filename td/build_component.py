@@ -41,6 +41,10 @@ PAGE_STATS = [
     ("Int", "Occupancy", "Occupancy (first channel)", 0),
 ]
 READ_ONLY = {"Status"} | {name for _, name, _, _ in PAGE_STATS}
+# The Parameter Execute DAT watches the component's own parameters, by value change
+# and pulse (td/component/parexec.py). TD does not document the defaults: set each.
+PAREXEC_PARS = (("active", True), ("pars", "*"), ("custom", True), ("builtin", False), ("valuechange", True),
+                ("onpulse", True), ("valueschanged", False))
 # The Execute DAT's callbacks the component uses (td/component/execute.py).
 EXECUTE_TOGGLES = ("active", "start", "create", "framestart", "exit", "projectpresave")
 
@@ -130,8 +134,10 @@ def build(parent_comp, repo=None, name="DataNet", save_folder=None, save=True):
 
     # The DATs that call the extension come last, once it exists.
     watcher = create(comp, parameterexecuteDAT, "parexec")
-    watcher.par.op = comp
     watcher.text = read(repo, "td/component/parexec.py")
+    watcher.par.op = comp
+    for par_name, value in PAREXEC_PARS:
+        setattr(watcher.par, par_name, value)
     watcher.nodeX, watcher.nodeY = 600, 300
     execute = create(comp, executeDAT, "execute")
     execute.text = read(repo, "td/component/execute.py")

@@ -114,6 +114,22 @@ def test_td_events_reach_the_component_through_its_execute_dat(td, component, li
     assert lib_env.stats()["connections"] == 0
 
 
+def test_the_parameter_execute_dat_sets_every_toggle_it_relies_on(td, component, lib_env):
+    """Issue 10, item 2: TD does not document the Parameter Execute DAT's defaults
+    (the fake's fire nothing for custom parameters): the build sets each one."""
+    comp = component
+    comp.par.Apikey = KEY
+    comp.par.Connect.pulse()
+    run_until(td, lambda: comp.par.Status.eval() == "Connected", what="Connect pulse")
+    comp.par.Active = False
+    assert comp.par.Status.eval() == "Inactive" and lib_env.stats()["connections"] == 0
+    parexec = saved_description(td)["parexec"]["pars"]
+    assert {k: parexec.get(k) for k in ("op", "pars", "custom", "builtin", "valuechange", "onpulse",
+                                        "valueschanged")} == {
+        "op": comp.path, "pars": "*", "custom": True, "builtin": False, "valuechange": True, "onpulse": True,
+        "valueschanged": False}
+
+
 def test_pulses_and_active_drive_the_connection(td, component, lib_env):
     comp = component
     assert comp.par.Status.eval() in ("Idle", "Error: no API key: set the Apikey parameter (or DATANET_API_KEY)")
