@@ -189,6 +189,33 @@ def test_channels_status_stats_table_and_callbacks(td, component, lib_env):
     assert comp.op("messages").numRows <= 1
 
 
+def test_events_reach_the_extension_made_after_its_dat_changed(td, component, lib_env):
+    """Issue 10, item 4: TD makes the extension again when its DAT changes; the old
+    instance must not keep the client's events (nor the old callbacks it looked up)."""
+    comp = component
+    callbacks = comp.op("callbacks")
+    callbacks.text = ("seen, connects = [], []\n"
+                      "def onMessage(channel, data, from_, timestamp):\n    seen.append(data)\n"
+                      "def onConnect():\n    connects.append(1)\n")
+    connect(td, comp)
+    run_until(td, lambda: lib_env.stats()["subscriptions"].get("project.demo.comp") == 1, what="subscribed")
+    rig = sensor_client(lib_env)
+    rig.publish("project.demo.comp", {"n": 1})
+    run_until(td, lambda: callbacks.module.seen == [{"n": 1}], what="the first message")
+    first = comp.ext.DataNetExt
+    comp.op("DataNetExt").text = comp.op("DataNetExt").text + "\n# edited mid-show\n"
+    td.run_frames(1)
+    assert comp.ext.DataNetExt is not first, "TD made the extension again"
+    callbacks.text = callbacks.text + "\n# edited too\n"
+    rig.publish("project.demo.comp", {"n": 2})
+    run_until(td, lambda: comp.par.Received.eval() == 2, what="the second message")
+    assert callbacks.module.seen == [{"n": 2}], "the live extension forwarded it to the edited callbacks"
+    lib_env.admin("drop", {})
+    run_until(td, lambda: comp.GetStatus()["counters"]["reconnects"] >= 1 and comp.par.Status.eval() == "Connected",
+              timeout=15, what="reconnected")
+    assert callbacks.module.connects == [1] and comp.GetStatus()["callback_errors"] == 0
+
+
 def test_editing_the_api_key_reconnects_with_it(td, component, lib_env):
     comp = component
     connect(td, comp)

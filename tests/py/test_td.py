@@ -47,6 +47,7 @@ def test_the_chop_cooks_only_when_values_changed(td, lib_env):
     started(td)
     rig = sensor(lib_env)
     chop = td.op("/values")
+    assert chop.numChans == 0  # nothing pulled it yet: this read cooks it once, before any value
     rig.publish("project.demo.sensor", {"v": 1})
     run_until(td, lambda: chop.numChans == 1, what="a channel")
     cooks = chop.cook_count
