@@ -371,6 +371,21 @@ def test_execute_dat_callbacks_run_only_while_their_toggle_is_on(td, comp):
     assert seen == [("frame", 3), ("end", 4), "start", "create", "presave"]
 
 
+def test_copy_is_a_creation_for_an_execute_dat(td, comp):
+    created = comp.store("created", [])
+    dat = comp.create("executeDAT", "exec1")
+    dat.text = "def onCreate():\n    parent().fetch('created').append(me.name)\n"
+    table = comp.create("tableDAT", "t")
+    table.appendRow(["a", "b"])
+    assert comp.copy(table).name == "t1" and comp.op("t1")[0, 1].val == "b"
+    assert comp.copy(dat).text == dat.text and created == []       # Create off: no onCreate
+    dat.par.create = True
+    copied = comp.copy(dat, name="placed")
+    assert copied.par.create.eval() and created == ["placed"]
+    with pytest.raises(TDError):
+        td.root.copy(comp)                                          # the fake copies no COMPs
+
+
 def test_execute_dat_active_toggle_and_text_swap(td, comp):
     seen = comp.store("seen", [])
     dat = execute_dat(comp, "exec1", """

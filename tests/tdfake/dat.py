@@ -53,6 +53,9 @@ class TextDAT(DAT):
         self._text_serial += 1
         self._mark_changed()
 
+    def _copy_contents(self, source):
+        self.text = source.text
+
     def write(self, *args):
         self.text = self._text + "".join(str(a) for a in args)
 
@@ -156,6 +159,9 @@ class ExecuteDAT(CallbackDAT):
                "onDeviceChange": "devicechange", "onProjectPreSave": "projectpresave",
                "onProjectPostSave": "projectpostsave"}
     BUILTIN_PARS = CallbackDAT.BUILTIN_PARS + tuple((toggle, "Toggle", False) for toggle in TOGGLES.values())
+
+    def _after_copy(self):
+        self._invoke("onCreate")
 
     def _invoke(self, callback_name, *args):
         toggle = self.TOGGLES.get(callback_name)
@@ -465,6 +471,10 @@ class TableDAT(DAT):
     def cols(self, *nameOrIndexes):
         indexes = [self._col_index(n) for n in nameOrIndexes] or range(self._ncols)
         return [[Cell(self, r, c) for r in range(len(self._rows))] for c in indexes if c is not None]
+
+    def _copy_contents(self, source):
+        self._rows = [list(row) for row in source._rows]
+        self._ncols = source._ncols
 
     # -- text -----------------------------------------------------------------------
     @property

@@ -60,6 +60,12 @@ class OP(TDObject):
     def _after_create(self):
         """Hook: what TD makes along with the operator (a Script CHOP's callbacks DAT)."""
 
+    def _copy_contents(self, source):
+        """Hook: COMP.copy() takes the source's contents (text, rows)."""
+
+    def _after_copy(self):
+        """Hook: what a copy does once made (an Execute DAT's onCreate)."""
+
     # -- identity and hierarchy -------------------------------------------------
     @property
     def name(self):
@@ -322,6 +328,26 @@ class COMP(OP):
         self._td._register(child)
         child._after_create()
         return child
+
+    def copy(self, source, name=None, includeDocked=True):
+        """Copies an operator (not a COMP) into this COMP: its built-in parameter
+        values and contents. As TD, a copy is a creation: an Execute DAT copied
+        with Create on runs onCreate()."""
+        if not isinstance(source, OP) or not source.valid or source.isCOMP:
+            raise TDError(f"{self.path}.copy({source!r}): the fake copies operators other than COMPs only")
+        name = name or source.name
+        if name in self._children:
+            name = self._next_numbered_name(name)
+        _check_op_name(name)
+        copied = type(source)(self._td, self, name)
+        self._children[name] = copied
+        self._td._register(copied)
+        for par in source._pars._all():
+            if not par.isCustom and par.style != "Pulse":
+                copied._pars._lookup(par.name)._value = par._value
+        copied._copy_contents(source)
+        copied._after_copy()
+        return copied
 
     def _free_name(self, base):
         for n in itertools.count(1):
