@@ -2,11 +2,13 @@
 
 Run once inside TouchDesigner, in the textport:
 
-    exec(open('C:/path/to/datanet-td/td/build_component.py').read())
+    import runpy; runpy.run_path('C:/path/to/datanet-td/td/build_component.py', init_globals=globals())
 
 It creates a Base COMP named DataNet in /project1 (or the root) from the text files
 of this repository (DataNet.py, td/component/*.py, td/callbacks_template.py), so
-the component stays reproducible from text, then saves it and prints where.
+the component stays reproducible from text, then saves it and prints where. To
+build again, delete (or rename) the DataNet made before: TD would otherwise name
+the new one DataNet1.
 """
 
 import os

@@ -18,10 +18,9 @@ STATES = {"idle": "Idle", "connecting": "Connecting", "connected": "Connected",
 
 
 class Relay:
-    """A handler the client keeps for this component: TD makes the extension again
+    """A handler the client keeps for this component. TD makes the extension again
     whenever its DAT changes (or the .tox reloads), so the client must never hold an
-    instance. Each call goes to the component's live extension; relays of one
-    component and method are equal, so re-registering one replaces the other."""
+    instance: each call goes to the component's live extension."""
 
     __slots__ = ("comp", "method")
 
@@ -33,14 +32,6 @@ class Relay:
         extension = getattr(self.comp.ext, "DataNetExt", None) if self.comp.valid else None
         if extension is not None:
             getattr(extension, self.method)(*args)
-
-    def __eq__(self, other):
-        # By name, not class: a re-run of this DAT makes a new Relay class.
-        return (type(other).__name__ == "Relay" and getattr(other, "method", None) == self.method
-                and getattr(other, "comp", None) == self.comp)
-
-    def __hash__(self):
-        return hash(self.method)
 
 
 class DataNetExt:
