@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import KEY, REPO, library_path, peer, poll_until, run_until, sensor_client
+from conftest import KEY, REPO, SCRIPT_CHOP_READINGS, library_path, peer, poll_until, run_until, sensor_client
 
 BUILDER = os.path.join(REPO, "td", "build_component.py")
 
@@ -153,6 +153,7 @@ def test_pulses_and_active_drive_the_connection(td, component, lib_env):
     assert lib_env.stats()["connections"] == 1
 
 
+@pytest.mark.parametrize("td", SCRIPT_CHOP_READINGS, indirect=True)
 def test_channels_status_stats_table_and_callbacks(td, component, lib_env):
     comp = component
     comp.op("callbacks").text = (
