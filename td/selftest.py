@@ -269,15 +269,15 @@ class SelfTest:
             self.sandbox.destroy()
 
     def close_client(self):
-        if self.client is None:
-            return
-        self.client.disconnect()
+        if self.client is not None:
+            self.client.disconnect()
+            self.client = None
         runtime = sys.modules.get(SHIM_RUNTIME)
-        if runtime is not None:
-            runtime.instances.pop(CLIENT_NAME, None)
-            if not self.shim_runtime_existed and not runtime.instances:
-                del sys.modules[SHIM_RUNTIME]  # the library stays loaded; a later DataNet.py reloads it
-        self.client = None
+        if runtime is None:
+            return
+        runtime.instances.pop(CLIENT_NAME, None)
+        if not self.shim_runtime_existed and all(st.get("handle") is None for st in runtime.instances.values()):
+            del sys.modules[SHIM_RUNTIME]  # the library stays loaded; a later DataNet.py reloads it
 
     # -- the report --------------------------------------------------------------
 

@@ -64,9 +64,10 @@ def test_the_fake_passes_the_selftest_with_a_round_trip(td, lib_env):
     assert lib_env.stats()["connections"] == 0, "no connection left open"
 
 
-def test_the_report_tells_the_readings_of_the_build_it_ran_in(tmp_path, lib_env):
+def test_the_report_tells_the_readings_of_the_build_it_ran_in(tmp_path, lib_env, monkeypatch):
     from tdfake import TD
 
+    monkeypatch.delitem(sys.modules, "_datanet_td_runtime", raising=False)  # as in a TD where DataNet.py never ran
     td = TD(project_folder=str(tmp_path), app_version="2025", app_build="30000", os_name="macOS",
             script_chop_channels="cleared", legacy_extension_pars=True)
     text, results = run_selftest(td)
@@ -78,6 +79,7 @@ def test_the_report_tells_the_readings_of_the_build_it_ran_in(tmp_path, lib_env)
     assert results["extension made again when its DAT changes, onDestroyTD on the old one"][0] == "PASS"
     assert td.errors == [] and td.thread_violations == 0
     assert_cleaned_up(td)
+    assert "_datanet_td_runtime" not in sys.modules, "it leaves no DataNet.py runtime behind"
 
 
 def ungated_execute_dat(monkeypatch):
