@@ -48,7 +48,7 @@ READ_ONLY = {"Status"} | {name for _, name, _, _ in PAGE_STATS}
 PAREXEC_PARS = (("active", True), ("pars", "*"), ("custom", True), ("builtin", False), ("valuechange", True),
                 ("onpulse", True), ("valueschanged", False))
 # The Execute DAT's callbacks the component uses (td/component/execute.py).
-EXECUTE_TOGGLES = ("active", "start", "create", "framestart", "exit", "projectpresave")
+EXECUTE_TOGGLES = ("active", "start", "create", "framestart", "exit")
 
 
 def repo_folder():
@@ -147,6 +147,8 @@ def build(parent_comp, repo=None, name="DataNet", save_folder=None, save=True):
     # Each callback runs only while its toggle is on, and a new Execute DAT has them off.
     for toggle in EXECUTE_TOGGLES:
         setattr(execute.par, toggle, True)
+    if execute.par["projectpresave"] is not None:  # not in every build; only refreshes the stats
+        execute.par.projectpresave = True
 
     if not save:
         return comp, None
