@@ -886,7 +886,9 @@ class DataNet:
             dat.appendRows(fresh)
         excess = dat.numRows - 1 - max(0, max_rows)
         if excess > 0:
-            dat.deleteRows(list(range(1, 1 + excess)))
+            # Descending: TD does not document whether deleteRows reads its indices
+            # before or during the deletion, and only this order is right under both.
+            dat.deleteRows(list(range(excess, 0, -1)))
         return len(fresh)
 
     def update_chop(self, scriptOp, channels=None, strip_prefix=True):

@@ -54,10 +54,10 @@ def build_network(td, channels):
     root = td.root
     root.create("textDAT", "DataNet").text = read("DataNet.py")
     root.create("tableDAT", "messages")
-    callbacks = root.create("textDAT", "values_callbacks")
-    callbacks.text = read("td/script_chop_callbacks.py")
-    root.create("scriptCHOP", "values").par.callbacks = callbacks
-    root.create("executeDAT", "execute").text = read("td/execute_dat.py")
+    root.create("scriptCHOP", "values").par.callbacks.eval().text = read("td/script_chop_callbacks.py")
+    execute = root.create("executeDAT", "execute")
+    execute.text = read("td/execute_dat.py")
+    execute.par.start = execute.par.create = execute.par.framestart = execute.par.exit = True
 
 
 def reading(n, t):
