@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 TEXTPORT_ROUTE = "import runpy; runpy.run_path(%r, init_globals=globals())"
 
@@ -67,8 +68,12 @@ def check_dest(dest, create):
             raise SetupError("cannot create %s: %s" % (dest, exc.strerror or exc)) from None
     if not os.path.isdir(dest):
         raise SetupError("%s is a file, not a folder: give the folder of your .toe" % dest)
-    if not os.access(dest, os.W_OK | os.X_OK):
-        raise SetupError("%s is not writable: give a folder you can write to" % dest)
+    try:  # a real write: permission bits say nothing for root, ACLs or network shares
+        with tempfile.TemporaryFile(dir=dest):
+            pass
+    except OSError as exc:
+        raise SetupError("%s is not writable (%s): give a folder you can write to" % (dest, exc.strerror or exc)) \
+            from None
     return dest
 
 
