@@ -53,6 +53,8 @@ def gateway_path():
 
 
 def start_gateway():
+    if not os.path.isfile(gateway_path()):
+        raise DemoError("cannot start the gateway: %s is missing (cargo build --release builds it)" % gateway_path())
     process = subprocess.Popen([gateway_path(), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                text=True)
     banner = process.stdout.readline().strip()
@@ -103,15 +105,19 @@ def micros(seconds):
     return seconds * 1e6
 
 
+def rtt_text(rtt_ms):
+    """The heartbeat round trip, or '-' until the first one came back."""
+    return "-" if rtt_ms is None else "%.1f ms" % rtt_ms
+
+
 def print_view(td, published, costs):
     table, chop = td.op("/messages"), td.op("/values")
     dn = td.op("/DataNet").module
     status = dn.status()
     counters = status["counters"]
     recent = sorted(costs[-60:])
-    rtt = "-" if status["rtt_ms"] is None else "%.1f ms" % status["rtt_ms"]
     print("\n-- %s | published %d | received %d | dropped %d | rtt %s | frame cost median %.0f us, max %.0f us"
-          % (status["state"], published, counters["received"], counters["dropped_inbound"], rtt,
+          % (status["state"], published, counters["received"], counters["dropped_inbound"], rtt_text(status["rtt_ms"]),
              micros(statistics.median(recent)), micros(recent[-1])))
     for r in range(max(1, table.numRows - 3), table.numRows):
         print("   row %3d  %-28s %s" % (r, table[r, 0].val, table[r, 1].val[:70]))
