@@ -29,7 +29,7 @@ FIELDS = ("temp", "humidity", "light", "sound", "x", "y", "z", "battery")
 MAX_CHANNELS = 1000
 GATEWAY_BANNER = "datanet-gateway listening on "
 # Measured on a 2-core machine from an empty target/ (README, "The two commands").
-FIRST_BUILD = "about 3 minutes on 2 cores and about 0.6 GB in target/ the first time, seconds afterwards"
+FIRST_BUILD = "about 2 minutes on 2 cores and about 0.2 GB in target/ the first time, seconds afterwards"
 
 
 class DemoError(Exception):
