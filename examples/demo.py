@@ -83,9 +83,14 @@ def build_network(td, channels, callbacks_file=None):
     root = td.root
     root.create("textDAT", "DataNet").text = read("DataNet.py")
     root.create("tableDAT", "messages")
-    chop_callbacks = root.create("textDAT", "values_callbacks")
+    chop = root.create("scriptCHOP", "values")
+    # TD creates the Script CHOP's callbacks DAT with it (docked); a fake that
+    # does not gets one made here.
+    chop_callbacks = chop.par.callbacks.eval()
+    if chop_callbacks is None:
+        chop_callbacks = root.create("textDAT", "values_callbacks")
+        chop.par.callbacks = chop_callbacks
     chop_callbacks.text = read("td/script_chop_callbacks.py")
-    root.create("scriptCHOP", "values").par.callbacks = chop_callbacks
     if callbacks_file:
         root.create("textDAT", "callbacks").text = read(callbacks_file)
     execute = root.create("executeDAT", "execute")
