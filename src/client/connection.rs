@@ -338,7 +338,9 @@ impl Writer {
 /// Reads, writes, heartbeats and watches liveness until the connection ends.
 async fn serve(shared: &Arc<Shared>, control: &mut Control, ws: &mut Ws, conn_id: &str) -> Ending {
     let every = shared.config.heartbeat_interval;
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
+    // The first heartbeat goes out at once, so the round-trip time is known right
+    // after `connected` instead of one interval (30 s by default) later.
+    let mut heartbeat = tokio::time::interval_at(Instant::now(), every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_frame_at = Instant::now();
     let mut heartbeat_sent_at: Option<Instant> = None;
