@@ -27,6 +27,8 @@ PAGE_DATANET = [
     ("Int", "Maxrows", "Max Rows", 100),
     ("Pulse", "Clear", "Clear Table", None),
     ("File", "Cafile", "CA File", ""),
+    ("Menu", "Tlsroots", "TLS Roots", "both"),
+    ("Str", "Proxy", "Proxy", ""),
     ("Toggle", "Echo", "Echo Own Messages", True),
     ("Str", "Status", "Status", "Idle"),
 ]
@@ -41,6 +43,8 @@ PAGE_STATS = [
     ("Int", "Occupancy", "Occupancy (first channel)", 0),
 ]
 READ_ONLY = {"Status"} | {name for _, name, _, _ in PAGE_STATS}
+# Menu parameters: (names, labels). Names are the library's config values.
+MENUS = {"Tlsroots": (["both", "os", "webpki"], ["OS Store + Built-in", "OS Store Only", "Built-in Only"])}
 
 
 def repo_folder():
@@ -59,6 +63,8 @@ def add_page(comp, title, pars):
     page = comp.appendCustomPage(title)
     for style, name, label, default in pars:
         par = getattr(page, "append" + style)(name, label=label)[0]
+        if name in MENUS:
+            par.menuNames, par.menuLabels = MENUS[name]
         if default is not None:
             par.default = default
             par.val = default
