@@ -386,10 +386,16 @@ fn tls_roots_choose_the_trust_anchors() {
     assert_eq!(outcome(&results[1]), "connected", "both: {}", results[1]);
     refused_for_the_issuer(&results[2]);
 
-    // Another CA in the store: still refused.
+    // Another CA in the store: still refused. An empty store: a clear error.
     let rogue = venue.rogue_ca_file.to_str().unwrap().to_string();
     let results = in_child(&[("SSL_CERT_FILE", rogue)], &[with_roots("os", None)]);
     refused_for_the_issuer(&results[0]);
+    let empty = venue.ca_file.with_file_name("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let results = in_child(&[("SSL_CERT_FILE", empty.to_str().unwrap().to_string())], &[with_roots("os", None)]);
+    assert_eq!(outcome(&results[0]), "refused", "{}", results[0]);
+    let message = results[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("tls_roots \"os\": the system certificate store cannot be used"), "{message}");
 }
 
 /// Not a test on its own: the tests above run it in a child process with the

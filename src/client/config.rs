@@ -28,7 +28,8 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub reconnect_base: Duration,
     pub reconnect_max: Duration,
-    /// Limit for each of: the token request, and the WebSocket handshake up to `connected`.
+    /// Limit for each of: the token request, the proxy tunnel for the WebSocket
+    /// (when there is one), and the WebSocket handshake up to `connected`.
     pub connect_timeout: Duration,
     pub inbound_queue_capacity: usize,
     pub outbound_max_messages: usize,

@@ -4,12 +4,13 @@
 //! optional CA file. There is no way to turn verification off.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls_platform_verifier::Verifier;
 
 use super::config::TlsRoots;
@@ -32,14 +33,14 @@ pub fn client_config(roots: TlsRoots, ca_file: Option<&Path>) -> Result<Arc<Clie
             }
             builder.with_root_certificates(store)
         }
-        TlsRoots::Os => {
-            builder.dangerous().with_custom_certificate_verifier(platform_verifier(extra, provider, roots)?)
-        }
+        // `dangerous()` is rustls's door to a verifier of one's own; this one is the
+        // platform's, which verifies as strictly as the webpki one.
+        TlsRoots::Os => builder.dangerous().with_custom_certificate_verifier(platform_verifier(extra, provider, roots)),
         TlsRoots::Both => {
-            // The platform verifier's own "system store plus these roots" on each OS,
-            // so the OS's distrust decisions still apply on Windows and macOS.
+            // The platform verifier's own "system store plus these roots" on each OS
+            // (on Windows they are consulted only when the system finds no trusted root).
             let with_webpki = webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned().chain(extra).collect();
-            builder.dangerous().with_custom_certificate_verifier(platform_verifier(with_webpki, provider, roots)?)
+            builder.dangerous().with_custom_certificate_verifier(platform_verifier(with_webpki, provider, roots))
         }
     };
     Ok(Arc::new(config.with_no_client_auth()))
@@ -49,13 +50,75 @@ fn platform_verifier(
     extra: Vec<CertificateDer<'static>>,
     provider: Arc<CryptoProvider>,
     roots: TlsRoots,
-) -> Result<Arc<Verifier>, DataNetError> {
-    let verifier =
-        if extra.is_empty() { Verifier::new(provider) } else { Verifier::new_with_extra_roots(extra, provider) };
-    verifier.map(Arc::new).map_err(|e| {
-        let name = roots.as_str();
-        invalid(format!("tls_roots \"{name}\": the system certificate store cannot be used: {e}"))
-    })
+) -> Arc<OnFirstUse> {
+    Arc::new(OnFirstUse { extra, provider, roots, verifier: OnceLock::new() })
+}
+
+/// The platform verifier, made on first use. That happens in a handshake, on the
+/// client's own threads, so reading the system store (milliseconds of file I/O
+/// on Linux) never runs on the host's main thread in `Client::new`. Made once
+/// per client: reconnections reuse it.
+#[derive(Debug)]
+struct OnFirstUse {
+    extra: Vec<CertificateDer<'static>>,
+    provider: Arc<CryptoProvider>,
+    roots: TlsRoots,
+    verifier: OnceLock<Result<Verifier, String>>,
+}
+
+impl OnFirstUse {
+    fn get(&self) -> Result<&Verifier, rustls::Error> {
+        let made = self.verifier.get_or_init(|| {
+            let provider = self.provider.clone();
+            let verifier = if self.extra.is_empty() {
+                Verifier::new(provider)
+            } else {
+                Verifier::new_with_extra_roots(self.extra.iter().cloned(), provider)
+            };
+            let name = self.roots.as_str();
+            verifier.map_err(|e| format!("tls_roots \"{name}\": the system certificate store cannot be used: {e}"))
+        });
+        made.as_ref().map_err(|why| rustls::Error::General(why.clone()))
+    }
+}
+
+impl ServerCertVerifier for OnFirstUse {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.get()?.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.get()?.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.get()?.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        match self.get() {
+            Ok(verifier) => verifier.supported_verify_schemes(),
+            // The handshake fails at verify_server_cert with the reason.
+            Err(_) => self.provider.signature_verification_algorithms.supported_schemes(),
+        }
+    }
 }
 
 fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, DataNetError> {

@@ -298,7 +298,7 @@ impl ProxyEnvironment {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> ProxyEnvironment {
         let set = |name: &&str| lookup(name).filter(|value| !value.trim().is_empty());
         let proxy = PROXY_VARIABLES.iter().find_map(|name| set(name).map(|value| (*name, value)));
-        let no_proxy = NO_PROXY_VARIABLES.iter().find_map(|name| set(name)).map(|v| NoProxy::parse(&v));
+        let no_proxy = NO_PROXY_VARIABLES.iter().find_map(set).map(|v| NoProxy::parse(&v));
         ProxyEnvironment { proxy, no_proxy: no_proxy.unwrap_or_default() }
     }
 }
