@@ -227,6 +227,21 @@ fn refusals_are_clear_keep_reconnecting_and_never_show_credentials() {
     assert_eq!(strict.seen().tunnels + forbidding.seen().tunnels, 0);
     drop(silent);
 
+    // An open tunnel to a server the client does not trust: the certificate is the
+    // problem, not the proxy, on both paths.
+    for path in ["token", "websocket"] {
+        let mut config = venue.config(GATEWAY_NAME, Some(strict.url(Some((USER, PASSWORD)))));
+        config.ca_file = None;
+        if path == "websocket" {
+            config.api_url = gw_direct.0.clone();
+        }
+        let (_client, error) = first_error(config, &mut seen);
+        let text = error.message.to_lowercase();
+        assert!(text.contains("certificate") && text.contains("unknownissuer"), "{path}: {text}");
+        assert!(!text.contains("cannot reach") && !text.contains("refused the tunnel"), "{path}: {text}");
+    }
+    assert!(strict.seen().tunnels >= 2);
+
     // Configurations the C ABI refuses: the error text carries no credential either.
     for proxy in [
         format!("socks5://{USER}:{WRONG_PASSWORD}@proxy.corp:1080"),

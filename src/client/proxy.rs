@@ -217,11 +217,19 @@ pub(crate) fn proxy_failure(error: &ureq::Error, route: Option<&Route>) -> Optio
         innermost = Some(current);
         source = current.source();
     }
-    match error.kind() {
-        ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns => {
-            let detail = innermost.map_or_else(|| error.kind().to_string(), ToString::to_string);
-            Some(tunnel_error(&route.proxy, &route.target, TunnelFailure::Unreachable(detail)))
-        }
-        _ => None,
-    }
+    // Only the TCP connection to the proxy is the proxy's failure; a TLS failure
+    // inside an open tunnel (also ConnectionFailed) is the server's. "Connect
+    // error" is ureq 2's wording for the former (tests/proxy.rs checks both cases).
+    let reaching_the_proxy = match error {
+        ureq::Error::Transport(transport) => match transport.kind() {
+            ureq::ErrorKind::Dns => true,
+            ureq::ErrorKind::ConnectionFailed => transport.message() == Some("Connect error"),
+            _ => false,
+        },
+        ureq::Error::Status(..) => false,
+    };
+    reaching_the_proxy.then(|| {
+        let detail = innermost.map_or_else(|| error.kind().to_string(), ToString::to_string);
+        tunnel_error(&route.proxy, &route.target, TunnelFailure::Unreachable(detail))
+    })
 }
