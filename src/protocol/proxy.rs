@@ -24,7 +24,7 @@ pub const PROXY_VARIABLES: [&str; 4] = ["https_proxy", "HTTPS_PROXY", "all_proxy
 /// The variables that list hosts reached without the proxy.
 pub const NO_PROXY_VARIABLES: [&str; 2] = ["no_proxy", "NO_PROXY"];
 /// Longest answer head accepted from a proxy for CONNECT.
-pub const MAX_CONNECT_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_CONNECT_HEAD: usize = 8 * 1024;
 /// Longest reason phrase from a proxy kept in an error message.
 const MAX_REASON_CHARS: usize = 80;
 
