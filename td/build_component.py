@@ -29,6 +29,8 @@ PAGE_DATANET = [
     ("Int", "Maxrows", "Max Rows", 100),
     ("Pulse", "Clear", "Clear Table", None),
     ("File", "Cafile", "CA File", ""),
+    ("Menu", "Tlsroots", "TLS Roots", "both"),
+    ("Str", "Proxy", "Proxy", ""),
     ("Toggle", "Echo", "Echo Own Messages", True),
     ("Str", "Status", "Status", "Idle"),
 ]
@@ -49,6 +51,8 @@ PAREXEC_PARS = (("active", True), ("pars", "*"), ("custom", True), ("builtin", F
                 ("onpulse", True), ("valueschanged", False))
 # The Execute DAT's callbacks the component uses (td/component/execute.py).
 EXECUTE_TOGGLES = ("active", "start", "create", "framestart", "exit")
+# Menu parameters: (names, labels). Names are the library's config values.
+MENUS = {"Tlsroots": (["both", "os", "webpki"], ["OS Store + Built-in", "OS Store Only", "Built-in Only"])}
 
 
 def repo_folder():
@@ -67,6 +71,8 @@ def add_page(comp, title, pars):
     page = comp.appendCustomPage(title)
     for style, name, label, default in pars:
         par = getattr(page, "append" + style)(name, label=label)[0]
+        if name in MENUS:
+            par.menuNames, par.menuLabels = MENUS[name]
         if default is not None:
             par.default = default
             par.val = default

@@ -12,7 +12,7 @@ import os
 STATS_EVERY_FRAMES = 15          # the Stats page and info CHOP: 4 times a second at 60 fps
 PRESENCE_EVERY_SECONDS = 10.0    # occupancy of the first channel: occasional, never per frame
 CALLBACKS = ("onMessage", "onConnect", "onDisconnect", "onError")
-SETTINGS = ("Apikey", "Apiurl", "Wsurl", "Deviceid", "Devicename", "Cafile", "Echo")
+SETTINGS = ("Apikey", "Apiurl", "Wsurl", "Deviceid", "Devicename", "Cafile", "Tlsroots", "Proxy", "Echo")
 STATES = {"idle": "Idle", "connecting": "Connecting", "connected": "Connected",
           "reconnecting": "Reconnecting", "closed": "Disconnected", "failed": "Failed"}
 
@@ -61,6 +61,9 @@ class DataNetExt:
                    "echo": bool(par.Echo.eval())}
         if par.Cafile.eval():
             options["ca_file"] = par.Cafile.eval()
+        options["tls_roots"] = par.Tlsroots.eval()
+        if par.Proxy.eval():  # empty: the proxy environment variables decide
+            options["proxy"] = par.Proxy.eval()
         client = self.client()
         try:
             client.connect(api_key, **options)

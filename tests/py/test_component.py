@@ -58,7 +58,7 @@ def test_the_build_script_makes_the_documented_component(td, component):
     pages = {page.name: [par.name for par in page.pars] for page in comp.customPages}
     assert pages["DataNet"] == ["Active", "Apikey", "Channels", "Apiurl", "Wsurl", "Deviceid", "Devicename",
                                 "Autoconnect", "Connect", "Disconnect", "Reset", "Maxrows", "Clear", "Cafile",
-                                "Echo", "Status"]
+                                "Tlsroots", "Proxy", "Echo", "Status"]
     assert pages["Stats"] == ["Received", "Sent", "Dropped", "Queued", "Reconnects", "Lasterror", "Rtt",
                               "Occupancy"]
     assert comp.par.Status.readOnly and comp.par.Received.readOnly and not comp.par.Apikey.readOnly
