@@ -2020,7 +2020,8 @@ impl LoggedGateway {
         use std::io::BufRead;
         let secret = format!("faults-secret-{}-{:?}", std::process::id(), Instant::now());
         let mut child = Command::new(env!("CARGO_BIN_EXE_datanet-gateway"))
-            .args(["--port", "0", "--admin", "--secret", &secret])
+            .args(["--port", "0", "--admin"])
+            .env("DATANET_GATEWAY_SECRET", &secret)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log).unwrap())

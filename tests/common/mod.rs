@@ -27,6 +27,8 @@ pub struct Gateway {
     _stdout: Option<BufReader<ChildStdout>>,
     port: u16,
     secret: String,
+    /// Flags beyond `--port` and `--admin`, kept for `restart`.
+    extra_args: Vec<String>,
     agent: ureq::Agent,
 }
 
@@ -34,13 +36,21 @@ impl Gateway {
     /// Starts a gateway with `--port 0 --admin` and a secret of its own, and waits
     /// until it answers HTTP.
     pub fn start() -> Gateway {
+        Gateway::start_with(&[])
+    }
+
+    /// `start` with more flags (limits, timeouts); the secret still comes from the
+    /// environment, never from argv.
+    pub fn start_with(extra_args: &[&str]) -> Gateway {
         let secret = unique_secret();
-        let started = spawn(0, &secret).unwrap_or_else(|why| panic!("gateway did not start: {why}"));
+        let extra_args: Vec<String> = extra_args.iter().map(|arg| arg.to_string()).collect();
+        let started = spawn(0, &secret, &extra_args).unwrap_or_else(|why| panic!("gateway did not start: {why}"));
         let gateway = Gateway {
             port: started.port,
             child: Some(started.child),
             _stdout: Some(started.stdout),
             secret,
+            extra_args,
             agent: ureq::AgentBuilder::new().timeout(HTTP_TIMEOUT).build(),
         };
         gateway.wait_until_answering();
@@ -76,7 +86,7 @@ impl Gateway {
         self.kill();
         let deadline = Instant::now() + REBIND_WINDOW;
         let started = loop {
-            match spawn(self.port, &self.secret) {
+            match spawn(self.port, &self.secret, &self.extra_args) {
                 Ok(started) => break started,
                 Err(why) if Instant::now() >= deadline => {
                     panic!("gateway did not restart on port {}: {why}", self.port)
@@ -153,10 +163,12 @@ struct Started {
     port: u16,
 }
 
-fn spawn(port: u16, secret: &str) -> Result<Started, String> {
+fn spawn(port: u16, secret: &str, extra_args: &[String]) -> Result<Started, String> {
     let stderr = if std::env::var_os("DATANET_GATEWAY_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
     let mut child = Command::new(env!("CARGO_BIN_EXE_datanet-gateway"))
-        .args(["--port", &port.to_string(), "--admin", "--secret", secret])
+        .args(["--port", &port.to_string(), "--admin"])
+        .args(extra_args)
+        .env("DATANET_GATEWAY_SECRET", secret)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
