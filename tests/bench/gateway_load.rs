@@ -197,6 +197,8 @@ async fn ws_subscribe(ws: &mut Ws, channel: &str) {
 struct Mqtt {
     stream: TcpStream,
     buffer: Vec<u8>,
+    /// Bytes of `buffer` already consumed (compacted once per read, not per packet).
+    start: usize,
 }
 
 fn mqtt_frame(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -227,7 +229,7 @@ impl Mqtt {
     async fn connect(port: u16, id: &str) -> Mqtt {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         stream.set_nodelay(true).unwrap();
-        let mut mqtt = Mqtt { stream, buffer: Vec::new() };
+        let mut mqtt = Mqtt { stream, buffer: Vec::new(), start: 0 };
         let mut body = mqtt_string("MQTT");
         body.extend_from_slice(&[4, 0x02, 0xff, 0xff]);
         body.extend_from_slice(&mqtt_string(id));
@@ -258,13 +260,16 @@ impl Mqtt {
     async fn next_packet(&mut self) -> Option<(u8, Vec<u8>)> {
         loop {
             if let Some((header, length)) = self.parse_header() {
-                if self.buffer.len() >= header + length {
-                    let kind = self.buffer[0];
-                    let body = self.buffer[header..header + length].to_vec();
-                    self.buffer.drain(..header + length);
+                let end = self.start + header + length;
+                if self.buffer.len() >= end {
+                    let kind = self.buffer[self.start];
+                    let body = self.buffer[self.start + header..end].to_vec();
+                    self.start = end;
                     return Some((kind, body));
                 }
             }
+            self.buffer.drain(..self.start);
+            self.start = 0;
             let mut chunk = [0u8; 16 * 1024];
             let n = self.stream.read(&mut chunk).await.ok()?;
             if n == 0 {
@@ -276,7 +281,7 @@ impl Mqtt {
 
     fn parse_header(&self) -> Option<(usize, usize)> {
         let (mut length, mut shift) = (0usize, 0);
-        for (index, byte) in self.buffer.iter().enumerate().skip(1).take(4) {
+        for (index, byte) in self.buffer[self.start..].iter().enumerate().skip(1).take(4) {
             length |= usize::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
                 return Some((index + 1, length));
