@@ -106,7 +106,7 @@ impl Server {
         }
         let port = free_port();
         let config = std::env::temp_dir().join(format!("bench-mosquitto-{}.conf", std::process::id()));
-        std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_keepalive 65535\n"))
+        std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_keepalive 65535\nset_tcp_nodelay true\n"))
             .ok()?;
         let child = Command::new("mosquitto")
             .arg("-c")
