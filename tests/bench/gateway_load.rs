@@ -24,8 +24,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
 const STEP: Duration = Duration::from_secs(3);
@@ -106,8 +104,11 @@ impl Server {
         }
         let port = free_port();
         let config = std::env::temp_dir().join(format!("bench-mosquitto-{}.conf", std::process::id()));
-        std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_keepalive 65535\nset_tcp_nodelay true\n"))
-            .ok()?;
+        std::fs::write(
+            &config,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_keepalive 65535\nset_tcp_nodelay true\n"),
+        )
+        .ok()?;
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&config)
@@ -159,138 +160,9 @@ fn mosquitto_installed() -> bool {
     })
 }
 
-// ---------------------------------------------------------------------------
-// Clients: the gateway's WebSocket protocol and MQTT 3.1.1 (QoS 0)
-
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
-
-fn token(port: u16, key: &str) -> String {
-    let answer = ureq::post(&format!("http://127.0.0.1:{port}/auth/token"))
-        .set("Content-Type", "application/json")
-        .send_string(&json!({"apiKey": key}).to_string())
-        .expect("a token")
-        .into_string()
-        .unwrap();
-    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
-    answer["token"].as_str().unwrap().to_string()
-}
-
-async fn ws_connect(port: u16, token: &str) -> Ws {
-    let mut request = format!("ws://127.0.0.1:{port}/ws").into_client_request().unwrap();
-    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_str(&format!("bearer, {token}")).unwrap());
-    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(request, stream).await.expect("upgrade");
-    ws.next().await.expect("connected").expect("connected");
-    ws
-}
-
-async fn ws_subscribe(ws: &mut Ws, channel: &str) {
-    ws.send(Message::text(json!({"op": "sub", "ch": channel}).to_string())).await.unwrap();
-    while let Some(Ok(frame)) = ws.next().await {
-        if frame.to_text().is_ok_and(|text| text.contains("sub_ack")) {
-            return;
-        }
-    }
-}
-
-struct Mqtt {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-    /// Bytes of `buffer` already consumed (compacted once per read, not per packet).
-    start: usize,
-}
-
-fn mqtt_frame(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut frame = vec![kind];
-    let mut length = body.len();
-    loop {
-        let mut byte = (length % 128) as u8;
-        length /= 128;
-        if length > 0 {
-            byte |= 0x80;
-        }
-        frame.push(byte);
-        if length == 0 {
-            break;
-        }
-    }
-    frame.extend_from_slice(body);
-    frame
-}
-
-fn mqtt_string(text: &str) -> Vec<u8> {
-    let mut bytes = (text.len() as u16).to_be_bytes().to_vec();
-    bytes.extend_from_slice(text.as_bytes());
-    bytes
-}
-
-impl Mqtt {
-    async fn connect(port: u16, id: &str) -> Mqtt {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        let mut mqtt = Mqtt { stream, buffer: Vec::new(), start: 0 };
-        let mut body = mqtt_string("MQTT");
-        body.extend_from_slice(&[4, 0x02, 0xff, 0xff]);
-        body.extend_from_slice(&mqtt_string(id));
-        mqtt.stream.write_all(&mqtt_frame(0x10, &body)).await.unwrap();
-        mqtt.next_packet().await.expect("CONNACK");
-        mqtt
-    }
-
-    async fn subscribe(&mut self, topic: &str) {
-        let mut body = vec![0, 1];
-        body.extend_from_slice(&mqtt_string(topic));
-        body.push(0);
-        self.stream.write_all(&mqtt_frame(0x82, &body)).await.unwrap();
-        while let Some((kind, _)) = self.next_packet().await {
-            if kind >> 4 == 9 {
-                return;
-            }
-        }
-    }
-
-    fn publish_packet(topic: &str, payload: &[u8]) -> Vec<u8> {
-        let mut body = mqtt_string(topic);
-        body.extend_from_slice(payload);
-        mqtt_frame(0x30, &body)
-    }
-
-    /// The next packet: (first byte, body).
-    async fn next_packet(&mut self) -> Option<(u8, Vec<u8>)> {
-        loop {
-            if let Some((header, length)) = self.parse_header() {
-                let end = self.start + header + length;
-                if self.buffer.len() >= end {
-                    let kind = self.buffer[self.start];
-                    let body = self.buffer[self.start + header..end].to_vec();
-                    self.start = end;
-                    return Some((kind, body));
-                }
-            }
-            self.buffer.drain(..self.start);
-            self.start = 0;
-            let mut chunk = [0u8; 16 * 1024];
-            let n = self.stream.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            self.buffer.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    fn parse_header(&self) -> Option<(usize, usize)> {
-        let (mut length, mut shift) = (0usize, 0);
-        for (index, byte) in self.buffer[self.start..].iter().enumerate().skip(1).take(4) {
-            length |= usize::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some((index + 1, length));
-            }
-            shift += 7;
-        }
-        None
-    }
-}
+#[path = "load_clients.rs"]
+mod clients;
+use clients::{token, ws_connect, ws_subscribe, Mqtt};
 
 // ---------------------------------------------------------------------------
 // Measurement
