@@ -164,6 +164,16 @@ def sensor_client(gateway, name="sensor"):
     return client
 
 
+def closed_at_the_gateway(gateway, expected=0, timeout=5.0):
+    """The gateway's count of open connections once it has seen the closes: a
+    client's close is complete on its side before the gateway has read it."""
+    deadline = time.monotonic() + timeout
+    while gateway.stats()["connections"] != expected:
+        assert time.monotonic() < deadline, "the gateway still has %d connections" % gateway.stats()["connections"]
+        time.sleep(0.01)
+    return True
+
+
 def poll_until(client, condition, timeout=10.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not condition():

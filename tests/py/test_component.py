@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from conftest import KEY, REPO, SCRIPT_CHOP_READINGS, library_path, peer, poll_until, run_until, sensor_client
+from conftest import (KEY, REPO, SCRIPT_CHOP_READINGS, closed_at_the_gateway, library_path, peer, poll_until,
+                      run_until, sensor_client)
 
 BUILDER = os.path.join(REPO, "td", "build_component.py")
 
@@ -104,14 +105,14 @@ def test_td_events_reach_the_component_through_its_execute_dat(td, component, li
     td.start()  # project start: onStart connects (Autoconnect on)
     run_until(td, lambda: comp.par.Status.eval() == "Connected", what="connected and polled each frame")
     comp.Disconnect()
-    assert lib_env.stats()["connections"] == 0
+    assert closed_at_the_gateway(lib_env)
     td.fire_create(comp)  # the .tox placed in a project: onCreate connects
     run_until(td, lambda: comp.par.Status.eval() == "Connected", what="connected again")
     execute = saved_description(td)["execute"]["pars"]
     assert all(execute.get(toggle) is True for toggle in ("start", "create", "framestart", "exit",
                                                           "projectpresave")), execute
     td.exit()  # onExit closes the connection
-    assert lib_env.stats()["connections"] == 0
+    assert closed_at_the_gateway(lib_env)
 
 
 def test_the_parameter_execute_dat_sets_every_toggle_it_relies_on(td, component, lib_env):
@@ -122,7 +123,7 @@ def test_the_parameter_execute_dat_sets_every_toggle_it_relies_on(td, component,
     comp.par.Connect.pulse()
     run_until(td, lambda: comp.par.Status.eval() == "Connected", what="Connect pulse")
     comp.par.Active = False
-    assert comp.par.Status.eval() == "Inactive" and lib_env.stats()["connections"] == 0
+    assert comp.par.Status.eval() == "Inactive" and closed_at_the_gateway(lib_env)
     parexec = saved_description(td)["parexec"]["pars"]
     assert {k: parexec.get(k) for k in ("op", "pars", "custom", "builtin", "valuechange", "onpulse",
                                         "valueschanged")} == {
@@ -137,12 +138,12 @@ def test_pulses_and_active_drive_the_connection(td, component, lib_env):
     assert lib_env.stats()["connections"] == 1
     comp.par.Disconnect.pulse()
     run_until(td, lambda: comp.par.Status.eval() == "Disconnected", what="Disconnected")
-    assert lib_env.stats()["connections"] == 0
+    assert closed_at_the_gateway(lib_env)
     comp.par.Connect.pulse()
     run_until(td, lambda: comp.par.Status.eval() == "Connected", what="connected again")
     comp.par.Active = False
     run_until(td, lambda: comp.par.Status.eval() == "Inactive", what="Inactive")
-    assert lib_env.stats()["connections"] == 0
+    assert closed_at_the_gateway(lib_env)
     comp.par.Connect.pulse()
     td.run_frames(5)
     assert lib_env.stats()["connections"] == 0, "Connect does nothing while inactive"
@@ -150,7 +151,7 @@ def test_pulses_and_active_drive_the_connection(td, component, lib_env):
     run_until(td, lambda: comp.par.Status.eval() == "Connected", what="Active on")
     comp.par.Reset.pulse()
     run_until(td, lambda: comp.par.Status.eval() == "Connected", what="after Reset")
-    assert lib_env.stats()["connections"] == 1
+    assert closed_at_the_gateway(lib_env, expected=1), "the old connection closed, the new one open"
 
 
 @pytest.mark.parametrize("td", SCRIPT_CHOP_READINGS, indirect=True)

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from conftest import SCRIPT_CHOP_READINGS, build_readme_network, peer, poll_until, run_until, KEY, library_path
+from conftest import (SCRIPT_CHOP_READINGS, build_readme_network, closed_at_the_gateway, peer, poll_until, run_until,
+                      KEY, library_path)
 
 each_chop_reading = pytest.mark.parametrize("td", SCRIPT_CHOP_READINGS, indirect=True)
 
@@ -215,7 +216,7 @@ def test_parameter_execute_drives_the_connection(td, lib_env):
     run_until(td, lambda: dn.is_connected(), what="connected by Connect")
     comp.par.Active = False
     assert dn.status()["state"] == "closed"
-    assert lib_env.stats()["connections"] == 0
+    assert closed_at_the_gateway(lib_env)
 
 
 @each_chop_reading
