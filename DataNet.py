@@ -293,8 +293,11 @@ def load_library(lib_path=None):
         if not os.path.isfile(path):
             tried.append(path)
             continue
-        lib = ctypes.CDLL(path)
-        abi = lib.dn_abi_version()
+        try:
+            lib = ctypes.CDLL(path)
+            abi = lib.dn_abi_version()
+        except (OSError, AttributeError) as exc:
+            raise _not_loadable(path, exc) from None
         if abi != ABI_VERSION:
             raise DataNetError(
                 "abi_mismatch",
@@ -308,6 +311,23 @@ def load_library(lib_path=None):
         "library_not_found",
         "the DataNet library was not found; looked in: %s. Run setup_packages.py, or pass "
         "lib_path=, or set DATANET_LIB to the library's full path" % ", ".join(tried))
+
+
+def _not_loadable(path, exc):
+    """The error for a file that exists but is not a DataNet library this
+    process can load: its name, the loader's reason and the fix."""
+    if isinstance(exc, AttributeError):
+        reason = "it loads but has no dn_abi_version: not a DataNet library"
+    else:
+        reason = str(exc).replace(path, "").strip(" :") or type(exc).__name__
+    stem, suffix = library_file_parts()
+    fix = ("point lib_path= or DATANET_LIB at the DataNet library built for this OS (%s%s), "
+           "rebuild it with cargo build --release or take it from the release zip for your OS, "
+           "then run setup_packages.py" % (stem, suffix))
+    if sys.platform == "darwin":
+        fix += ("; on macOS use the build for TouchDesigner's architecture (or universal2), "
+                "xattr -dr com.apple.quarantine and codesign -s - the file")
+    return DataNetError("library_not_loadable", "cannot load %s (%s): %s" % (path, reason, fix))
 
 
 def _last_error(lib):

@@ -41,6 +41,7 @@ def build(parent, **settings):
     comp = datanet_component(globals(), network, [CHANNEL], **settings)
     animate = network.create(executeDAT, "animate")
     animate.text = ANIMATE
+    animate.par.framestart = True  # a new Execute DAT has every callback toggle off
     return network, comp
 
 

@@ -1,5 +1,6 @@
-# DataNet: paste into a Parameter Execute DAT watching the DataNet component
-# (its OP parameter set to the component, Value Change and On Pulse on).
+# DataNet: paste into a Parameter Execute DAT watching the DataNet component: OPs
+# set to the component, Parameters *, Custom on, Built-In off, Value Change and
+# On Pulse on, Values Changed off (TD does not document the defaults: set each).
 # Parameters: Active, Apikey, Apiurl, Wsurl, Channels, Connect, Disconnect, Reset.
 
 

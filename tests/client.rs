@@ -285,6 +285,17 @@ fn heartbeats_measure_round_trip_time() {
 }
 
 #[test]
+fn round_trip_time_is_known_soon_after_connected() {
+    let gw = Gateway::start();
+    let mut c = config(&gw);
+    // Far longer than the wait below: only a heartbeat sent at `connected` can
+    // measure the round trip in time.
+    c.heartbeat_interval = Duration::from_secs(600);
+    let client = connected(c);
+    wait_until("an RTT figure long before the first heartbeat interval", || client.status()["rtt_ms"].is_number());
+}
+
+#[test]
 fn liveness_timeout_when_the_gateway_stops_answering() {
     let gw = Gateway::start();
     let mut c = config(&gw);

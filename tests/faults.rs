@@ -21,11 +21,11 @@ use std::sync::{Arc, Once, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use common::proxy::FaultProxy;
+use common::tls::{server_cert, test_ca, TlsTerminator};
 use common::Gateway;
 use datanet::client::{Body, Client, Config, Event, State};
 use datanet::protocol::envelope::{decode_binary_frame, decode_text, Payload, ServerEnvelope};
 use datanet::protocol::error::DataNetError;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 
 const KEY: &str = "ak_faults";
@@ -1850,90 +1850,6 @@ fn abi_misuse_under_valgrind() {
 
 // ---------------------------------------------------------------------------
 // 8. TLS
-
-/// A TLS terminator in front of the gateway (tokio-rustls, ring), on its own
-/// thread: what a self-hosted gateway behind a private CA looks like.
-struct TlsTerminator {
-    port: u16,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl TlsTerminator {
-    fn start(upstream_port: u16, (chain, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)) -> Self {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let accepted = tokio::select! {
-                        _ = &mut stop => return,
-                        accepted = listener.accept() => accepted,
-                    };
-                    let Ok((tcp, _)) = accepted else { continue };
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
-                        // A client that refuses the certificate ends the handshake here.
-                        let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                        let Ok(mut upstream) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
-                        else {
-                            return;
-                        };
-                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
-                    });
-                }
-            });
-        });
-        TlsTerminator { port, shutdown: Some(shutdown), thread: Some(thread) }
-    }
-}
-
-impl Drop for TlsTerminator {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// A CA made for the test: its certificate and the issuer that signs leaves.
-fn test_ca(name: &str) -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name.push(rcgen::DnType::CommonName, name);
-    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    (cert, rcgen::Issuer::new(params, key))
-}
-
-/// A server certificate for `host`, signed by `issuer`, with its key.
-fn server_cert(
-    issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
-    host: &str,
-) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-    let mut params = rcgen::CertificateParams::new(vec![host.to_string()]).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, host);
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, issuer).unwrap();
-    (vec![cert.der().clone()], PrivatePkcs8KeyDer::from(key.serialize_der()).into())
-}
 
 fn tls_config(api_url: String, ws_url: String, ca_file: Option<&Path>) -> Config {
     let mut c = config_at(&api_url, &ws_url);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::protocol::error::{DataNetError, INVALID_ARGUMENT};
+use crate::protocol::proxy::ProxySetting;
 
 pub(crate) const DEFAULT_API_URL: &str = "https://api.datanet.art";
 pub(crate) const DEFAULT_WS_URL: &str = "wss://ws.datanet.art";
@@ -27,7 +28,8 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub reconnect_base: Duration,
     pub reconnect_max: Duration,
-    /// Limit for each of: the token request, and the WebSocket handshake up to `connected`.
+    /// Limit for each of: the token request, the proxy tunnel for the WebSocket
+    /// (when there is one), and the WebSocket handshake up to `connected`.
     pub connect_timeout: Duration,
     pub inbound_queue_capacity: usize,
     pub outbound_max_messages: usize,
@@ -38,8 +40,14 @@ pub struct Config {
     pub max_numeric_channels: usize,
     /// Table rows kept for hosts that show messages in a table (0 = none).
     pub table_history: usize,
-    /// Extra trusted CA certificates (PEM), for self-hosted gateways.
+    /// Extra trusted CA certificates (PEM), for self-hosted gateways; added to
+    /// whichever roots `tls_roots` chooses.
     pub ca_file: Option<PathBuf>,
+    /// Which root certificates verify servers.
+    pub tls_roots: TlsRoots,
+    /// `None`: the proxy environment variables decide; `""` or `"direct"`: no
+    /// proxy; otherwise `http://[user:password@]host[:port]`.
+    pub proxy: Option<String>,
     /// Store DMX and Art-Net slots as 0..1 instead of 0..255.
     pub dmx_normalize: bool,
     /// Receive this connection's own messages (the gateway sends them back).
@@ -68,6 +76,8 @@ impl Config {
             max_numeric_channels: 10_000,
             table_history: 1_000,
             ca_file: None,
+            tls_roots: TlsRoots::default(),
+            proxy: None,
             dmx_normalize: false,
             echo: true,
         }
@@ -94,6 +104,11 @@ impl Config {
         c.client_id = reader.string("client_id")?;
         c.device_name = reader.string("device_name")?;
         c.ca_file = reader.string("ca_file")?.filter(|p| !p.is_empty()).map(PathBuf::from);
+        c.proxy = reader.string("proxy")?;
+        if let Some(roots) = reader.string("tls_roots")? {
+            c.tls_roots = TlsRoots::parse(&roots)
+                .ok_or_else(|| invalid("config key \"tls_roots\" must be \"both\", \"os\" or \"webpki\""))?;
+        }
         if let Some(n) = reader.integer("max_reconnect_attempts", 0, u32::MAX as u64)? {
             c.max_reconnect_attempts = n as u32;
         }
@@ -148,7 +163,13 @@ impl Config {
         if self.reconnect_max < self.reconnect_base {
             return Err(invalid("reconnect_max_ms must not be below reconnect_base_ms"));
         }
+        self.proxy_setting()?;
         Ok(())
+    }
+
+    /// The `proxy` key, read. Its errors never repeat the value (it may hold a password).
+    pub(crate) fn proxy_setting(&self) -> Result<ProxySetting, DataNetError> {
+        ProxySetting::parse(self.proxy.as_deref()).map_err(|why| invalid(format!("config key \"proxy\": {why}")))
     }
 }
 
@@ -159,7 +180,50 @@ impl std::fmt::Debug for Config {
             .field("api_url", &self.api_url)
             .field("ws_url", &self.ws_url)
             .field("device_id", &self.device_id)
+            .field("tls_roots", &self.tls_roots)
+            .field("proxy", &self.proxy.as_deref().map(shown_proxy))
             .finish_non_exhaustive()
+    }
+}
+
+/// A proxy setting as `Debug` may show it: without credentials.
+fn shown_proxy(text: &str) -> String {
+    match ProxySetting::parse(Some(text)) {
+        Ok(ProxySetting::Url(proxy)) => format!("{proxy:?}"),
+        Ok(_) => "direct".into(),
+        Err(_) => "[invalid]".into(),
+    }
+}
+
+/// The trust anchors that verify servers. Verification itself is always on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsRoots {
+    /// The operating system's store (Windows and macOS through their own
+    /// verifiers, Linux's system certificates), plus the webpki list.
+    #[default]
+    Both,
+    /// The operating system's store only.
+    Os,
+    /// The webpki list built into the library (Mozilla's roots) only.
+    Webpki,
+}
+
+impl TlsRoots {
+    pub fn parse(text: &str) -> Option<TlsRoots> {
+        match text {
+            "both" => Some(TlsRoots::Both),
+            "os" => Some(TlsRoots::Os),
+            "webpki" => Some(TlsRoots::Webpki),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsRoots::Both => "both",
+            TlsRoots::Os => "os",
+            TlsRoots::Webpki => "webpki",
+        }
     }
 }
 
@@ -234,6 +298,10 @@ mod tests {
             (r#"{"api_key":"k","hearbeat":1}"#, "unknown config key \"hearbeat\""),
             (r#"{"api_key":"k","inbound_queue_capacity":0}"#, "inbound_queue_capacity"),
             (r#"{"api_key":"k","dmx_normalize":1}"#, "dmx_normalize"),
+            (r#"{"api_key":"k","tls_roots":"none"}"#, "tls_roots"),
+            (r#"{"api_key":"k","tls_roots":true}"#, "tls_roots"),
+            (r#"{"api_key":"k","proxy":"socks5://proxy:1080"}"#, "config key \"proxy\": SOCKS"),
+            (r#"{"api_key":"k","proxy":8080}"#, "proxy"),
         ] {
             let e = Config::from_json(text).unwrap_err();
             assert_eq!(e.code, INVALID_ARGUMENT);
@@ -245,5 +313,24 @@ mod tests {
     fn debug_hides_the_key() {
         let c = Config::new("ak_topsecret");
         assert!(!format!("{c:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn proxy_and_tls_roots() {
+        let c = Config::from_json(r#"{"api_key":"k"}"#).unwrap();
+        assert_eq!((c.proxy.as_deref(), c.tls_roots), (None, TlsRoots::Both));
+        for (roots, expected) in [("both", TlsRoots::Both), ("os", TlsRoots::Os), ("webpki", TlsRoots::Webpki)] {
+            let c = Config::from_json(&format!(r#"{{"api_key":"k","tls_roots":"{roots}"}}"#)).unwrap();
+            assert_eq!((c.tls_roots, c.tls_roots.as_str()), (expected, roots));
+        }
+        let c = Config::from_json(r#"{"api_key":"k","proxy":"http://venue:Pr0xyPa55@proxy.corp:3128"}"#).unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("proxy.corp:3128") && !shown.contains("Pr0xyPa55") && !shown.contains("venue"),
+            "{shown}"
+        );
+        let e = Config::from_json(r#"{"api_key":"k","proxy":"http://venue:Pr0xyPa55@proxy.corp:port"}"#).unwrap_err();
+        assert!(e.message.contains("port") && !e.message.contains("Pr0xyPa55"), "{}", e.message);
+        assert_eq!(Config::from_json(r#"{"api_key":"k","proxy":""}"#).unwrap().proxy.as_deref(), Some(""));
     }
 }

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::event::{lock, Body, Event, Message};
+use super::proxy::{self, Route};
 use super::status::{Counters, State};
 use super::store::Numbers;
 use super::Shared;
@@ -145,7 +146,17 @@ async fn session(
         Some(Ok(token)) => token,
     };
     let timeout = shared.config.connect_timeout;
-    let (mut ws, conn_id) = match guarded(shared, control, tokio::time::timeout(timeout, open(shared, &token))).await {
+    let tunnel = match &shared.routes.ws {
+        None => None,
+        Some(route) => match guarded(shared, control, tokio::time::timeout(timeout, proxy::tunnel(route))).await {
+            None => return (Ending::Stopped, None),
+            Some(Err(_elapsed)) => return (Ending::Lost(proxy::timed_out(route, timeout)), None),
+            Some(Ok(Err(error))) => return (Ending::Lost(error), None),
+            Some(Ok(Ok(stream))) => Some(stream),
+        },
+    };
+    let opening = tokio::time::timeout(timeout, open(shared, &token, tunnel));
+    let (mut ws, conn_id) = match guarded(shared, control, opening).await {
         None => return (Ending::Stopped, None),
         Some(Err(_elapsed)) => {
             let message = format!("no `connected` from the gateway within {} ms", timeout.as_millis());
@@ -192,8 +203,9 @@ enum OpenError {
     Refused(Ending),
 }
 
-/// WebSocket handshake with the bearer subprotocol, then wait for `connected`.
-async fn open(shared: &Shared, token: &str) -> Result<(Ws, String), OpenError> {
+/// WebSocket handshake with the bearer subprotocol (over the proxy's tunnel when
+/// there is one), then wait for `connected`.
+async fn open(shared: &Shared, token: &str, tunnel: Option<TcpStream>) -> Result<(Ws, String), OpenError> {
     let config = &shared.config;
     let url = join_url(&config.ws_url, "/ws");
     let failed = |message: String| OpenError::Refused(Ending::Lost(DataNetError::new(CONNECTION_FAILED, message)));
@@ -204,23 +216,26 @@ async fn open(shared: &Shared, token: &str) -> Result<(Ws, String), OpenError> {
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(config.max_message_bytes))
         .max_frame_size(Some(config.max_message_bytes));
-    let connector = Connector::Rustls(shared.tls.clone());
-    let (mut ws, _response) =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, Some(connector))
-            .await
-            .map_err(|e| match e {
-                tungstenite::Error::Http(response) if matches!(response.status().as_u16(), 401 | 403) => {
-                    let status = response.status().as_u16();
-                    OpenError::Unauthorized(
-                        DataNetError::new(AUTHENTICATION_FAILED, format!("WebSocket upgrade refused (HTTP {status})"))
-                            .with_status(status),
-                    )
-                }
-                tungstenite::Error::Http(response) => {
-                    failed(format!("WebSocket upgrade refused (HTTP {})", response.status().as_u16()))
-                }
-                other => failed(format!("cannot connect to {url}: {other}")),
-            })?;
+    let connector = Some(Connector::Rustls(shared.tls.clone()));
+    let handshake = match tunnel {
+        None => tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, connector).await,
+        Some(stream) => {
+            tokio_tungstenite::client_async_tls_with_config(request, stream, Some(ws_config), connector).await
+        }
+    };
+    let (mut ws, _response) = handshake.map_err(|e| match e {
+        tungstenite::Error::Http(response) if matches!(response.status().as_u16(), 401 | 403) => {
+            let status = response.status().as_u16();
+            OpenError::Unauthorized(
+                DataNetError::new(AUTHENTICATION_FAILED, format!("WebSocket upgrade refused (HTTP {status})"))
+                    .with_status(status),
+            )
+        }
+        tungstenite::Error::Http(response) => {
+            failed(format!("WebSocket upgrade refused (HTTP {})", response.status().as_u16()))
+        }
+        other => failed(format!("cannot connect to {url}: {other}")),
+    })?;
     loop {
         let envelope = match ws.next().await {
             None => return Err(failed("the gateway closed the connection before `connected`".into())),
@@ -339,7 +354,9 @@ impl Writer {
 /// Reads, writes, heartbeats and watches liveness until the connection ends.
 async fn serve(shared: &Arc<Shared>, control: &mut Control, ws: &mut Ws, conn_id: &str) -> Ending {
     let every = shared.config.heartbeat_interval;
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
+    // The first heartbeat goes out at once, so the round-trip time is known right
+    // after `connected` instead of one interval (30 s by default) later.
+    let mut heartbeat = tokio::time::interval_at(Instant::now(), every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_frame_at = Instant::now();
     let mut heartbeat_sent_at: Option<Instant> = None;
@@ -558,7 +575,10 @@ fn start_presence(shared: &Arc<Shared>, channel: String) {
                 parse_presence_response(&channel, status, &response.into_string().unwrap_or_default())
             }
             Err(e) => {
-                Err(DataNetError::new(PRESENCE_FAILED, format!("presence request failed: {e}")).with_channel(&channel))
+                let why =
+                    proxy::proxy_failure(&e, shared.routes.api.as_ref()).map_or_else(|| e.to_string(), |p| p.message);
+                Err(DataNetError::new(PRESENCE_FAILED, format!("presence request failed: {why}"))
+                    .with_channel(&channel))
             }
         };
         let result = result.map_err(|e| shared.redact(e));
@@ -591,7 +611,8 @@ impl TokenCache {
         }
         .body();
         let agent = shared.http.clone();
-        let token = tokio::task::spawn_blocking(move || fetch_token(&agent, &url, &body))
+        let route = shared.routes.api.clone();
+        let token = tokio::task::spawn_blocking(move || fetch_token(&agent, route.as_ref(), &url, &body))
             .await
             .map_err(|_| DataNetError::new(GATEWAY_ERROR, "the token request did not complete"))?
             .map_err(|e| shared.redact(e))?;
@@ -607,7 +628,7 @@ impl TokenCache {
     }
 }
 
-fn fetch_token(agent: &ureq::Agent, url: &str, body: &str) -> Result<String, DataNetError> {
+fn fetch_token(agent: &ureq::Agent, route: Option<&Route>, url: &str, body: &str) -> Result<String, DataNetError> {
     match agent.post(url).set("Content-Type", "application/json").send_string(body) {
         Ok(response) => {
             let status = response.status();
@@ -617,7 +638,10 @@ fn fetch_token(agent: &ureq::Agent, url: &str, body: &str) -> Result<String, Dat
         Err(ureq::Error::Status(status, response)) => {
             parse_token_response(status, &response.into_string().unwrap_or_default())
         }
-        Err(e) => Err(DataNetError::new(CONNECTION_FAILED, format!("token request failed: {e}"))),
+        Err(e) => match proxy::proxy_failure(&e, route) {
+            Some(error) => Err(DataNetError { message: format!("token request failed: {}", error.message), ..error }),
+            None => Err(DataNetError::new(CONNECTION_FAILED, format!("token request failed: {e}"))),
+        },
     }
 }
 

@@ -5,12 +5,13 @@
 mod config;
 mod connection;
 mod event;
+mod proxy;
 mod rows;
 mod status;
 mod store;
 mod tls;
 
-pub use config::Config;
+pub use config::{Config, TlsRoots};
 pub use event::{Body, Event, Message, Pending};
 pub use rows::RowsRead;
 pub use status::State;
@@ -28,6 +29,7 @@ use crate::protocol::envelope::{encode_publish_binary, encode_publish_json};
 use crate::protocol::error::{DataNetError, INVALID_ARGUMENT, NOT_CONNECTED, PRESENCE_FAILED};
 use crate::protocol::lighting::{build_dmx_frame, ArtDmxHeader};
 use crate::protocol::outbound::OutboundBuffer;
+use crate::protocol::proxy::{ProxyEnvironment, ProxySetting};
 use crate::protocol::streams::{StreamPayload, Streams, MAX_STREAMS};
 use crate::protocol::subscriptions::{Delivery, SubscriptionRegistry};
 use event::{lock, Inbox, LatestSlots};
@@ -46,6 +48,10 @@ pub(crate) struct Shared {
     pub config: Config,
     pub tls: Arc<rustls::ClientConfig>,
     pub http: ureq::Agent,
+    /// Which connections go through a proxy.
+    pub routes: proxy::Routes,
+    /// Proxy credentials in every form they could be written, for redaction.
+    pub proxy_secrets: Vec<String>,
     pub registry: Mutex<SubscriptionRegistry>,
     /// Bumped on every registry change so the task reconciles only when needed.
     pub registry_version: AtomicU64,
@@ -68,7 +74,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Records and reports an error, with the API key and token scrubbed out.
+    /// Records and reports an error, with the API key, token and proxy
+    /// credentials scrubbed out.
     pub fn report_error(&self, error: DataNetError) {
         let error = self.redact(error);
         lock(&self.health).last_error = Some(error.clone());
@@ -81,6 +88,7 @@ impl Shared {
         if let Some(token) = token.as_deref() {
             secrets.push(token);
         }
+        secrets.extend(self.proxy_secrets.iter().map(String::as_str));
         error.redacted(&secrets)
     }
 
@@ -107,17 +115,22 @@ pub struct Client {
 }
 
 impl Client {
+    /// Makes a client; the proxy environment variables are read now.
     pub fn new(config: Config) -> Result<Client, DataNetError> {
         config.validate()?;
-        let tls = tls::client_config(config.ca_file.as_deref())?;
-        let http = ureq::AgentBuilder::new()
-            .tls_config(tls.clone())
-            .timeout_connect(config.connect_timeout)
-            .timeout(config.connect_timeout)
-            .build();
+        let environment = ProxyEnvironment::from_lookup(|name| std::env::var(name).ok());
+        let routes = proxy::Routes::resolve(&config, &environment)?;
+        let mut proxy_secrets = routes.secrets();
+        if let Ok(ProxySetting::Url(configured)) = config.proxy_setting() {
+            proxy_secrets.extend(configured.secrets());
+        }
+        let tls = tls::client_config(config.tls_roots, config.ca_file.as_deref())?;
+        let http = proxy::http_agent(&config, tls.clone(), routes.api.as_ref());
         let shared = Shared {
             tls,
             http,
+            routes,
+            proxy_secrets,
             registry: Mutex::new(SubscriptionRegistry::default()),
             registry_version: AtomicU64::new(0),
             outbound: Mutex::new(OutboundBuffer::new(config.outbound_max_messages, config.outbound_max_bytes)),
@@ -383,7 +396,8 @@ impl Client {
         lock(&self.shared.health).state
     }
 
-    /// Status as a JSON value: state, connection id, counters, last error, RTT.
+    /// Status as a JSON value: state, connection id, counters, last error, RTT,
+    /// and the proxy each connection goes through.
     pub fn status(&self) -> Value {
         let health = lock(&self.shared.health).clone();
         let (queued_outbound, queued_outbound_bytes) = {
@@ -409,7 +423,11 @@ impl Client {
             numeric_channels,
             dropped_values,
         };
-        status::status_json(&health, &self.shared.counters, &gauges)
+        let mut status = status::status_json(&health, &self.shared.counters, &gauges);
+        if let Value::Object(fields) = &mut status {
+            fields.insert("proxy".into(), self.shared.routes.to_json());
+        }
+        status
     }
 }
 

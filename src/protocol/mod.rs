@@ -10,6 +10,7 @@ pub mod flatten;
 pub mod jwt;
 pub mod lighting;
 pub mod outbound;
+pub mod proxy;
 pub mod rest;
 pub mod streams;
 pub mod subscriptions;

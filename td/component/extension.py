@@ -12,9 +12,26 @@ import os
 STATS_EVERY_FRAMES = 15          # the Stats page and info CHOP: 4 times a second at 60 fps
 PRESENCE_EVERY_SECONDS = 10.0    # occupancy of the first channel: occasional, never per frame
 CALLBACKS = ("onMessage", "onConnect", "onDisconnect", "onError")
-SETTINGS = ("Apikey", "Apiurl", "Wsurl", "Deviceid", "Devicename", "Cafile", "Echo")
+SETTINGS = ("Apikey", "Apiurl", "Wsurl", "Deviceid", "Devicename", "Cafile", "Tlsroots", "Proxy", "Echo")
 STATES = {"idle": "Idle", "connecting": "Connecting", "connected": "Connected",
           "reconnecting": "Reconnecting", "closed": "Disconnected", "failed": "Failed"}
+
+
+class Relay:
+    """A handler the client keeps for this component. TD makes the extension again
+    whenever its DAT changes (or the .tox reloads), so the client must never hold an
+    instance: each call goes to the component's live extension."""
+
+    __slots__ = ("comp", "method")
+
+    def __init__(self, comp, method):
+        self.comp = comp
+        self.method = method
+
+    def __call__(self, *args):
+        extension = getattr(self.comp.ext, "DataNetExt", None) if self.comp.valid else None
+        if extension is not None:
+            getattr(extension, self.method)(*args)
 
 
 class DataNetExt:
@@ -44,6 +61,9 @@ class DataNetExt:
                    "echo": bool(par.Echo.eval())}
         if par.Cafile.eval():
             options["ca_file"] = par.Cafile.eval()
+        options["tls_roots"] = par.Tlsroots.eval()
+        if par.Proxy.eval():  # empty: the proxy environment variables decide
+            options["proxy"] = par.Proxy.eval()
         client = self.client()
         try:
             client.connect(api_key, **options)
@@ -91,6 +111,13 @@ class DataNetExt:
 
     def GetStatus(self):
         return self.client().status()
+
+    # -- TD's extension lifecycle ----------------------------------------------------
+
+    def onDestroyTD(self):
+        """TD is making this extension again: nothing outside points at this instance
+        (the client holds relays), so only its own lookups go."""
+        self.handlers = {}
 
     # -- called by the component's DATs -------------------------------------------
 
@@ -183,17 +210,17 @@ class DataNetExt:
             if channel not in wanted:
                 client.unsubscribe(channel)
         # Without an onMessage in the callbacks DAT, messages are never parsed in Python.
-        callback = self._on_message if self._callbacks("onMessage") else None
+        callback = Relay(self.ownerComp, "_on_message") if self._callbacks("onMessage") else None
         subscribed = client.subscriptions()
         for channel in wanted:
             if channel not in subscribed:
                 client.subscribe(channel, callback)
 
     def _register_handlers(self, client):
-        for event, handler in (("connect", self._on_connect), ("disconnect", self._on_disconnect),
-                               ("error", self._on_error), ("presence", self._on_presence)):
+        for event, method in (("connect", "_on_connect"), ("disconnect", "_on_disconnect"),
+                              ("error", "_on_error"), ("presence", "_on_presence")):
             client.off(event)
-            client.on(event, handler)
+            client.on(event, Relay(self.ownerComp, method))
 
     def _on_message(self, channel, data, from_, timestamp):
         self._forward("onMessage", channel, data, from_, timestamp)

@@ -4,8 +4,10 @@
 //! Set `DATANET_GATEWAY_LOG=1` to see the gateway's log lines on stderr.
 #![allow(dead_code)]
 
+pub mod connect_proxy;
 pub mod native;
 pub mod proxy;
+pub mod tls;
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};

@@ -15,6 +15,9 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, REPO)
 
 RELEASE = os.path.join(REPO, "target", "release")
+SCRIPT_CHOP_READINGS = ["kept", "cleared"]
+# README, "Set up in TouchDesigner": the Execute DAT's toggles an artist turns on.
+EXECUTE_TOGGLES = ("start", "create", "framestart", "exit")
 KEY = "ak_python_tests"
 
 
@@ -102,10 +105,14 @@ def lib_env(monkeypatch, gateway):
 
 
 @pytest.fixture
-def td(tmp_path):
+def td(request, tmp_path):
+    """The TD fake. Whether a Script CHOP keeps its channels between cooks is not
+    documented: tests of CHOP output run under both readings with
+    @pytest.mark.parametrize("td", SCRIPT_CHOP_READINGS, indirect=True)."""
     from tdfake import TD
 
-    fake = TD(project_folder=str(tmp_path), project_name="tests")
+    fake = TD(project_folder=str(tmp_path), project_name="tests",
+              script_chop_channels=getattr(request, "param", "kept"))
     yield fake
     assert fake.thread_violations == 0
     assert not fake.errors, "user callbacks raised: %s" % fake.errors
@@ -123,13 +130,14 @@ def build_readme_network(td, channels="project.demo.sensor", with_callbacks=Fals
     root = td.root
     root.create("textDAT", "DataNet").text = read("DataNet.py")
     root.create("tableDAT", "messages")
-    callbacks = root.create("textDAT", "values_callbacks")
-    callbacks.text = read("td/script_chop_callbacks.py")
     chop = root.create("scriptCHOP", "values")
-    chop.par.callbacks = callbacks
+    chop.par.callbacks.eval().text = read("td/script_chop_callbacks.py")  # the DAT docked to it
     if with_callbacks:
         root.create("textDAT", "callbacks").text = read("td/callbacks_template.py")
-    root.create("executeDAT", "execute").text = read("td/execute_dat.py")
+    execute = root.create("executeDAT", "execute")
+    execute.text = read("td/execute_dat.py")
+    for toggle in EXECUTE_TOGGLES:
+        setattr(execute.par, toggle, True)
     return root
 
 

@@ -6,17 +6,15 @@ import os
 
 import pytest
 
-from conftest import KEY, REPO, library_path, peer, poll_until, run_until, sensor_client
+from conftest import KEY, REPO, SCRIPT_CHOP_READINGS, library_path, peer, poll_until, run_until, sensor_client
 
 BUILDER = os.path.join(REPO, "td", "build_component.py")
 
 
-@pytest.fixture
-def component(td, lib_env, monkeypatch):
+def build(td, lib_env):
     """Runs the build script as an artist would (a Text DAT's Run), then points the
     component at the local gateway."""
-    monkeypatch.setenv("DATANET_REPO", REPO)
-    project1 = td.root.create("containerCOMP", "project1")
+    td.root.create("containerCOMP", "project1")
     builder = td.root.create("textDAT", "builder")
     with open(BUILDER, encoding="utf-8") as f:
         builder.text = f.read()
@@ -27,6 +25,17 @@ def component(td, lib_env, monkeypatch):
     comp.par.Wsurl = lib_env.ws_url
     comp.par.Channels = "project.demo.comp"
     return comp
+
+
+@pytest.fixture
+def component(td, lib_env, monkeypatch):
+    monkeypatch.setenv("DATANET_REPO", REPO)
+    return build(td, lib_env)
+
+
+def saved_description(td):
+    with open(os.path.join(td.project.folder, "DataNet.tox"), encoding="utf-8") as f:
+        return {child["name"]: child for child in json.load(f)["children"]}
 
 
 def connect(td, comp):
@@ -42,10 +51,14 @@ def test_the_build_script_makes_the_documented_component(td, component):
                         "messages": "tableDAT", "values_callbacks": "textDAT", "values": "scriptCHOP",
                         "info_callbacks": "textDAT", "info": "scriptCHOP", "parexec": "parameterexecuteDAT",
                         "execute": "executeDAT"}
+    for chop in ("values", "info"):  # issue 10, item 5: create() docks a callbacks DAT to a Script CHOP
+        callbacks = comp.op(chop + "_callbacks")
+        assert comp.op(chop).par.callbacks.eval() is callbacks and comp.op(chop).docked == [callbacks]
+        assert "DataNetExt" in callbacks.text
     pages = {page.name: [par.name for par in page.pars] for page in comp.customPages}
     assert pages["DataNet"] == ["Active", "Apikey", "Channels", "Apiurl", "Wsurl", "Deviceid", "Devicename",
                                 "Autoconnect", "Connect", "Disconnect", "Reset", "Maxrows", "Clear", "Cafile",
-                                "Echo", "Status"]
+                                "Tlsroots", "Proxy", "Echo", "Status"]
     assert pages["Stats"] == ["Received", "Sent", "Dropped", "Queued", "Reconnects", "Lasterror", "Rtt",
                               "Occupancy"]
     assert comp.par.Status.readOnly and comp.par.Received.readOnly and not comp.par.Apikey.readOnly
@@ -56,6 +69,65 @@ def test_the_build_script_makes_the_documented_component(td, component):
         description = json.load(f)
     assert {child["name"] for child in description["children"]} == set(children)
     assert callable(comp.Publish) and callable(comp.Subscribe) and callable(comp.Unsubscribe)
+
+
+def test_building_again_is_a_clear_error_not_a_renamed_copy(td, component):
+    """create() with a name in use picks the next numbered name in TD: the build
+    refuses instead of saving a DataNet1."""
+    builder = td.op("/builder")
+    builder.run()
+    assert [c.name for c in td.op("/project1").children] == ["DataNet"]
+    assert len(td.errors) == 1 and "already has an operator named DataNet" in td.errors[0][2]
+    td.errors.clear()
+
+
+def test_the_build_uses_the_extension_pars_of_the_running_build(td, lib_env, monkeypatch, tmp_path):
+    """Issue 10, item 3: current builds name the extension parameters ext0object /
+    ext0promote; extension1 / promoteextension1 are 2020-era names."""
+    from tdfake import TD
+
+    monkeypatch.setenv("DATANET_REPO", REPO)
+    for legacy in (False, True):
+        fake = TD(project_folder=str(tmp_path), legacy_extension_pars=legacy)
+        comp = build(fake, lib_env)
+        assert fake.errors == [] and callable(comp.Publish), fake.textport
+        assert type(comp.ext.DataNetExt).__name__ == "DataNetExt"
+        if not legacy:
+            assert comp.par.ext0promote.eval() and "DataNetExt" in comp.par.ext0object.eval()
+
+
+def test_td_events_reach_the_component_through_its_execute_dat(td, component, lib_env):
+    """Issue 10, item 1: an Execute DAT runs a callback only while its toggle is on,
+    and a new one has them all off: the build turns on each one the component uses."""
+    comp = component
+    comp.par.Apikey = KEY
+    td.start()  # project start: onStart connects (Autoconnect on)
+    run_until(td, lambda: comp.par.Status.eval() == "Connected", what="connected and polled each frame")
+    comp.Disconnect()
+    assert lib_env.stats()["connections"] == 0
+    td.fire_create(comp)  # the .tox placed in a project: onCreate connects
+    run_until(td, lambda: comp.par.Status.eval() == "Connected", what="connected again")
+    execute = saved_description(td)["execute"]["pars"]
+    assert all(execute.get(toggle) is True for toggle in ("start", "create", "framestart", "exit",
+                                                          "projectpresave")), execute
+    td.exit()  # onExit closes the connection
+    assert lib_env.stats()["connections"] == 0
+
+
+def test_the_parameter_execute_dat_sets_every_toggle_it_relies_on(td, component, lib_env):
+    """Issue 10, item 2: TD does not document the Parameter Execute DAT's defaults
+    (the fake's fire nothing for custom parameters): the build sets each one."""
+    comp = component
+    comp.par.Apikey = KEY
+    comp.par.Connect.pulse()
+    run_until(td, lambda: comp.par.Status.eval() == "Connected", what="Connect pulse")
+    comp.par.Active = False
+    assert comp.par.Status.eval() == "Inactive" and lib_env.stats()["connections"] == 0
+    parexec = saved_description(td)["parexec"]["pars"]
+    assert {k: parexec.get(k) for k in ("op", "pars", "custom", "builtin", "valuechange", "onpulse",
+                                        "valueschanged")} == {
+        "op": comp.path, "pars": "*", "custom": True, "builtin": False, "valuechange": True, "onpulse": True,
+        "valueschanged": False}
 
 
 def test_pulses_and_active_drive_the_connection(td, component, lib_env):
@@ -81,6 +153,7 @@ def test_pulses_and_active_drive_the_connection(td, component, lib_env):
     assert lib_env.stats()["connections"] == 1
 
 
+@pytest.mark.parametrize("td", SCRIPT_CHOP_READINGS, indirect=True)
 def test_channels_status_stats_table_and_callbacks(td, component, lib_env):
     comp = component
     comp.op("callbacks").text = (
@@ -115,6 +188,33 @@ def test_channels_status_stats_table_and_callbacks(td, component, lib_env):
     assert comp.op("messages").numRows == 4
     comp.par.Clear.pulse()
     assert comp.op("messages").numRows <= 1
+
+
+def test_events_reach_the_extension_made_after_its_dat_changed(td, component, lib_env):
+    """Issue 10, item 4: TD makes the extension again when its DAT changes; the old
+    instance must not keep the client's events (nor the old callbacks it looked up)."""
+    comp = component
+    callbacks = comp.op("callbacks")
+    callbacks.text = ("seen, connects = [], []\n"
+                      "def onMessage(channel, data, from_, timestamp):\n    seen.append(data)\n"
+                      "def onConnect():\n    connects.append(1)\n")
+    connect(td, comp)
+    run_until(td, lambda: lib_env.stats()["subscriptions"].get("project.demo.comp") == 1, what="subscribed")
+    rig = sensor_client(lib_env)
+    rig.publish("project.demo.comp", {"n": 1})
+    run_until(td, lambda: callbacks.module.seen == [{"n": 1}], what="the first message")
+    first = comp.ext.DataNetExt
+    comp.op("DataNetExt").text = comp.op("DataNetExt").text + "\n# edited mid-show\n"
+    td.run_frames(1)
+    assert comp.ext.DataNetExt is not first, "TD made the extension again"
+    callbacks.text = callbacks.text + "\n# edited too\n"
+    rig.publish("project.demo.comp", {"n": 2})
+    run_until(td, lambda: comp.par.Received.eval() == 2, what="the second message")
+    assert callbacks.module.seen == [{"n": 2}], "the live extension forwarded it to the edited callbacks"
+    lib_env.admin("drop", {})
+    run_until(td, lambda: comp.GetStatus()["counters"]["reconnects"] >= 1 and comp.par.Status.eval() == "Connected",
+              timeout=15, what="reconnected")
+    assert callbacks.module.connects == [1] and comp.GetStatus()["callback_errors"] == 0
 
 
 def test_editing_the_api_key_reconnects_with_it(td, component, lib_env):

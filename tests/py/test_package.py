@@ -74,7 +74,7 @@ def test_the_zip_holds_the_library_and_the_files_td_needs(tmp_path):
     # The unzipped folder is usable as it is: setup_packages.py finds the library
     # beside it, installs a copy and checks its ABI.
     setup = subprocess.run([sys.executable, str(tmp_path / "unzipped" / stem / "setup_packages.py"),
-                            "--dest", str(tmp_path / "project"), "--no-build"],
+                            "--dest", str(tmp_path / "project"), "--create", "--no-build"],
                            capture_output=True, text=True, timeout=60)
     assert setup.returncode == 0, setup.stderr
     assert "ABI %d" % DataNet.ABI_VERSION in setup.stdout

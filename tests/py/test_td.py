@@ -3,7 +3,11 @@
 import json
 import time
 
-from conftest import build_readme_network, peer, poll_until, run_until, KEY, library_path
+import pytest
+
+from conftest import SCRIPT_CHOP_READINGS, build_readme_network, peer, poll_until, run_until, KEY, library_path
+
+each_chop_reading = pytest.mark.parametrize("td", SCRIPT_CHOP_READINGS, indirect=True)
 
 
 def sensor(gateway):
@@ -21,6 +25,7 @@ def started(td, **network):
     return dn
 
 
+@each_chop_reading
 def test_readme_wiring_fills_the_table_and_the_chop(td, lib_env):
     dn = started(td)
     rig = sensor(lib_env)
@@ -37,10 +42,12 @@ def test_readme_wiring_fills_the_table_and_the_chop(td, lib_env):
     assert dn.status()["counters"]["received"] == 1
 
 
+@each_chop_reading
 def test_the_chop_cooks_only_when_values_changed(td, lib_env):
     started(td)
     rig = sensor(lib_env)
     chop = td.op("/values")
+    assert chop.numChans == 0  # nothing pulled it yet: this read cooks it once, before any value
     rig.publish("project.demo.sensor", {"v": 1})
     run_until(td, lambda: chop.numChans == 1, what="a channel")
     cooks = chop.cook_count
@@ -61,6 +68,27 @@ def test_the_table_keeps_max_rows_and_trims_in_batches(td, lib_env):
     assert table.numRows == 101
     assert [json.loads(table[r, "data"].val)["n"] for r in (1, 100)] == [150, 249]
     assert table.op_counts.get("deleteRow", 0) == 0, "rows are trimmed with deleteRows, not one by one"
+
+
+def test_trimming_a_full_table_keeps_the_newest_rows_in_order(td, lib_env):
+    """Issue 10, item 7: the trim passes its row indices to deleteRows; TD does not
+    document whether they are read before or during the deletion, and the fake
+    reads them during it, where an ascending list deletes every other row."""
+    started(td)
+    rig = sensor(lib_env)
+    table = td.op("/messages")
+
+    def last_n():
+        return json.loads(table[table.numRows - 1, "data"].val)["n"] if table.numRows > 1 else None
+
+    for n in range(100):
+        rig.publish("project.demo.sensor", {"n": n})
+    run_until(td, lambda: last_n() == 99, what="a full table")
+    for n in range(100, 130):
+        rig.publish("project.demo.sensor", {"n": n})
+    run_until(td, lambda: last_n() == 129, what="30 more rows")
+    assert table.numRows == 101
+    assert [json.loads(table[r, "data"].val)["n"] for r in range(1, 101)] == list(range(30, 130))
 
 
 def test_the_callbacks_dat_gets_messages_and_events(td, lib_env):
@@ -161,8 +189,15 @@ def test_parameter_execute_drives_the_connection(td, lib_env):
         page.appendPulse(name)
     comp.create("textDAT", "DataNet").text = read("DataNet.py")
     watcher = comp.create("parameterexecuteDAT", "parexec")
-    watcher.par.op = comp
     watcher.text = read("td/parameter_execute.py")
+    # As td/parameter_execute.py's header says; TD's defaults are not documented.
+    watcher.par.op = comp
+    watcher.par.pars = "*"
+    watcher.par.custom = True
+    watcher.par.builtin = False
+    watcher.par.valuechange = True
+    watcher.par.onpulse = True
+    watcher.par.valueschanged = False
     comp.par.Apikey = KEY
     comp.par.Apiurl = lib_env.url
     comp.par.Wsurl = lib_env.ws_url
@@ -183,6 +218,7 @@ def test_parameter_execute_drives_the_connection(td, lib_env):
     assert lib_env.stats()["connections"] == 0
 
 
+@each_chop_reading
 def test_a_dmx_stream_drives_a_512_channel_chop(td, lib_env, monkeypatch):
     started(td, channels="project.demo.lighting.dmx")
     desk = sensor(lib_env)
@@ -204,6 +240,7 @@ def test_a_chop_drives_publish_dmx_at_the_capped_rate(td, lib_env):
     dn = started(td)
     source = td.root.create("constantCHOP", "lfo")
     publisher = td.root.create("executeDAT", "publisher")
+    publisher.par.framestart = True
     publisher.text = (
         "def onFrameStart(frame):\n"
         "    chop = op('lfo')\n"

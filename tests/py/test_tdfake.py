@@ -1,38 +1,17 @@
-"""Tests of the TouchDesigner fake (tests/tdfake): the rules other tests rely on."""
+"""Tests of the TouchDesigner fake (tests/tdfake): the rules other tests rely on.
+Callback DATs and extensions: test_tdfake_callbacks.py; parameters and CHOPs:
+test_tdfake_pars_chops.py."""
 
 import ctypes
 import json
-import os
 import sys
-import textwrap
 import threading
 import time
 
 import pytest
+from tdfake_support import code, comp, execute_dat, parameter_watcher, td  # noqa: F401
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from tdfake import TD, TDError, ThreadViolation  # noqa: E402
-
-
-def code(text):
-    return textwrap.dedent(text).lstrip("\n")
-
-
-@pytest.fixture
-def td(tmp_path):
-    return TD(project_folder=str(tmp_path), project_name="demo")
-
-
-@pytest.fixture
-def comp(td):
-    return td.root.create("baseCOMP", "project1")
-
-
-def execute_dat(comp, name, text):
-    dat = comp.create("executeDAT", name)
-    dat.text = code(text)
-    return dat
+from tdfake import TD, TDError, ThreadViolation
 
 
 # ----------------------------------------------------------------------------- process
@@ -95,12 +74,10 @@ def test_operator_types_names_and_creation(td, comp):
                       "constantCHOP", "nullCHOP"):
         assert comp.create(type_name).OPType == type_name
     with pytest.raises(TDError):
-        comp.create("textDAT", "byClass")            # duplicate name
-    with pytest.raises(TDError):
         comp.create("textDAT", "bad name")
     with pytest.raises(TDError):
         comp.create("movieTOP", "m")
-    assert [c.name for c in comp.children][:2] == ["byClass", "script1"]
+    assert [c.name for c in comp.children][:3] == ["byClass", "script1", "script1_callbacks"]
     assert comp.findChildren(type="tableDAT")[0].OPType == "tableDAT"
     assert [c.name for c in comp.findChildren(name="by*")] == ["byClass"]
     text.nodeX = 200.7
@@ -108,6 +85,30 @@ def test_operator_types_names_and_creation(td, comp):
     assert text.nodeX == 200 and text.comment == "note"
     with pytest.raises(AttributeError):
         text.nmae = "typo"                           # TD objects have no free attributes
+
+
+def test_create_with_a_name_in_use_picks_the_next_numbered_name(comp):
+    first = comp.create("textDAT", "values")
+    assert comp.create("textDAT", "values").name == "values1"
+    assert comp.create("tableDAT", "values").name == "values2"
+    assert comp.create("textDAT", "text1").name == "text1"
+    assert comp.create("textDAT", "text1").name == "text2"
+    assert comp.op("values") is first and first.OPType == "textDAT"
+
+
+def test_script_chop_create_docks_its_callbacks_dat(td, comp):
+    chop = comp.create("scriptCHOP", "values")
+    callbacks = chop.par.callbacks.eval()
+    assert callbacks is comp.op("values_callbacks") and callbacks.OPType == "textDAT"
+    assert chop.docked == [callbacks] and callbacks.dock is chop
+    assert "def onCook(scriptOp)" in callbacks.text
+    assert sorted(c.name for c in comp.children) == ["values", "values_callbacks"]
+    # A DAT made beforehand under the docked DAT's name pushes it to the next name.
+    comp.create("textDAT", "info_callbacks")
+    info = comp.create("scriptCHOP", "info")
+    assert info.par.callbacks.eval().name == "info_callbacks1"
+    chop.destroy()
+    assert not callbacks.valid and comp.op("values_callbacks") is None
 
 
 def test_destroyed_op_refuses_use(td, comp):
@@ -228,13 +229,26 @@ def test_table_delete_shifts_rows_and_batches_are_counted(comp):
     assert [c.val for c in t.col(0)] == ["header", "row2", "row3", "row4", "row5"]
     with pytest.raises(TDError):
         cell.val                                      # row 5 no longer exists
-    t.deleteRows(range(1, 3))
+    t.deleteRows([2, 1])                              # descending: right under either reading
     assert [c.val for c in t.col(0)] == ["header", "row4", "row5"]
-    t.deleteRows([1, 2])
+    t.deleteRows([2, 1])
     assert t.numRows == 1
     assert t.op_counts == {"appendRow": 1, "appendRows": 1, "deleteRow": 1, "deleteRows": 2}
     with pytest.raises(TDError):
         t.deleteRow(7)
+
+
+def test_delete_rows_reads_each_index_during_the_deletion(comp):
+    """Undocumented in TD: the fake reads each index against the table as it is
+    when that row goes, so an ascending list deletes every other row."""
+    t = comp.create("tableDAT", "log")
+    t.appendRows([[f"row{i}"] for i in range(6)])
+    t.deleteRows([1, 2, 3])
+    assert [c.val for c in t.col(0)] == ["row0", "row2", "row4"]
+    with pytest.raises(TDError):
+        t.deleteRows([1, 2, 3])                       # row 3 is gone by the time it is read
+    t.deleteRows([])
+    assert t.op_counts["deleteRows"] == 2
 
 
 def test_table_clear_insert_replace_setsize(comp):
@@ -251,387 +265,6 @@ def test_table_clear_insert_replace_setsize(comp):
     assert (t.numRows, t.numCols) == (2, 3) and t[1, 2].val == ""
     t.text = "a\tb\nc\td\n"
     assert t[1, 1].val == "d"
-
-
-# -------------------------------------------------------------------------- execute DAT
-def test_frame_order_and_execute_callbacks(td, comp):
-    log = []
-    comp.store("log", log)
-    chop = comp.create("scriptCHOP", "out")
-    cb = comp.create("textDAT", "out_callbacks")
-    cb.text = "def onCook(scriptOp):\n    parent().fetch('log').append('cook')\n"
-    chop.par.callbacks = cb
-    table = comp.create("tableDAT", "t")
-    watcher = comp.create("datexecuteDAT", "watch")
-    watcher.text = "def onTableChange(dat, *rest):\n    parent().fetch('log').append('table')\n"
-    watcher.par.dat = table
-    execute_dat(comp, "exec1", """
-        def onStart():
-            parent().fetch('log').append('start')
-        def onFrameStart(frame):
-            log = parent().fetch('log')
-            log.append(('start', frame))
-            op('t').appendRow([frame])
-            run("parent().fetch('log').append('job')")
-        def onFrameEnd(frame):
-            parent().fetch('log').append(('end', frame))
-        def onProjectPreSave():
-            parent().fetch('log').append('presave')
-        def onProjectPostSave():
-            parent().fetch('log').append('postsave')
-        def onExit():
-            parent().fetch('log').append('exit')
-    """)
-    td.start()
-    td.run_frames(2)
-    td.save_project()
-    td.exit()
-    assert log == ["start",
-                   ("start", 1), "cook", "table", ("end", 1),
-                   "job", ("start", 2), "table", ("end", 2),
-                   "presave", "postsave", "exit"]
-    assert td.errors == [] and td.frame == 3 and len(td.frame_costs) == 2
-    with pytest.raises(TDError):
-        td.run_frames(1)
-
-
-def test_execute_dat_active_toggle_and_text_swap(td, comp):
-    seen = comp.store("seen", [])
-    dat = execute_dat(comp, "exec1", """
-        def onFrameStart(frame):
-            parent().fetch('seen').append(('old', frame))
-    """)
-    td.run_frames(1)
-    dat.par.active = False
-    td.run_frames(1)
-    dat.par.active = True
-    dat.text = "def onFrameStart(frame):\n    parent().fetch('seen').append(('new', frame))\n"
-    td.run_frames(1)
-    assert seen == [("old", 1), ("new", 3)]
-
-
-def test_fire_create_calls_oncreate(td, comp):
-    execute_dat(comp, "exec1", "def onCreate():\n    parent().store('created', True)\n")
-    td.fire_create(comp)
-    assert comp.fetch("created") is True
-
-
-def test_exceptions_in_callbacks_are_recorded_and_frame_continues(td, comp):
-    execute_dat(comp, "bad", """
-        def onFrameStart(frame):
-            raise RuntimeError('boom %d' % frame)
-    """)
-    execute_dat(comp, "good", """
-        def onFrameStart(frame):
-            parent().store('reached', frame)
-        def onFrameEnd(frame):
-            parent().store('ended', frame)
-    """)
-    td.run_frames(2)
-    assert comp.fetch("reached") == 2 and comp.fetch("ended") == 2
-    assert [(path, name) for path, name, _ in td.errors] == [
-        ("/project1/bad", "onFrameStart"), ("/project1/bad", "onFrameStart")]
-    assert "RuntimeError: boom 1" in td.errors[0][2]
-    assert '/project1/bad", line 2' in td.errors[0][2]
-    assert any("RuntimeError: boom 2" in line for line in td.textport)
-
-
-def test_syntax_error_in_callbacks_reported_once_per_text(td, comp):
-    dat = execute_dat(comp, "exec1", "def onFrameStart(frame)\n    pass\n")
-    td.run_frames(3)
-    assert [name for _, name, _ in td.errors] == ["<module>"]
-    dat.text = "def onFrameStart(frame):\n    pass\n"
-    td.run_frames(1)
-    assert len(td.errors) == 1
-
-
-# ---------------------------------------------------------------------- parameter execute
-def parameter_watcher(comp, text):
-    watcher = comp.create("parameterexecuteDAT", "parexec")
-    watcher.text = code(text)
-    watcher.par.op = comp
-    return watcher
-
-
-def test_parameter_execute_value_change_and_pulse(td, comp):
-    page = comp.appendCustomPage("DataNet")
-    page.appendStr("Url", label="URL")
-    page.appendToggle("Active")
-    page.appendPulse("Connect")
-    calls = comp.store("calls", [])
-    parameter_watcher(comp, """
-        def onValueChange(par, prev):
-            parent().fetch('calls').append((par.name, par.eval(), prev))
-        def onPulse(par):
-            parent().fetch('calls').append(('pulse', par.name))
-    """)
-    comp.par.Url = "ws://a"
-    comp.par.Url.val = "ws://b"
-    comp.par.Url = "ws://b"                          # unchanged: no callback
-    comp.par.Active = True
-    comp.par.Connect.pulse()
-    assert calls == [("Url", "ws://a", ""), ("Url", "ws://b", "ws://a"),
-                     ("Active", True, False), ("pulse", "Connect")]
-    assert td.errors == []
-
-
-def test_parameter_execute_wrong_signature_is_an_error(td, comp):
-    comp.appendCustomPage("P").appendInt("Count")
-    parameter_watcher(comp, "def onValueChange(par):\n    pass\n")
-    comp.par.Count = 3
-    assert len(td.errors) == 1 and "TypeError" in td.errors[0][2]
-
-
-def test_parameter_execute_pattern_and_toggles(td, comp):
-    page = comp.appendCustomPage("P")
-    page.appendInt("Count")
-    page.appendInt("Other")
-    watcher = parameter_watcher(comp, """
-        def onValueChange(par, *rest):
-            parent().fetch('names').append(par.name)
-        def onValuesChanged(changes):
-            parent().fetch('names').extend(('changes', c.par.name, c.prev) for c in changes)
-    """)
-    names = comp.store("names", [])
-    watcher.par.pars = "Cou*"
-    comp.par.Other = 1
-    comp.par.Count = 1
-    watcher.par.valuechange = False
-    comp.par.Count = 2
-    assert names == ["Count", ("changes", "Count", 0)]
-
-
-# ---------------------------------------------------------------------- custom parameters
-def test_custom_parameter_rules(comp):
-    page = comp.appendCustomPage("DataNet")
-    for good in ("Apikey", "Status", "Autoconnect", "Url2"):
-        page.appendStr(good)
-    for bad in ("apikey", "ApiKey", "API", "Api_key", "1st", ""):
-        with pytest.raises(TDError):
-            page.appendStr(bad)
-    with pytest.raises(TDError):
-        comp.appendCustomPage("Other").appendToggle("Status")   # duplicate on the same COMP
-    group = page.appendStr("Status", replace=True)
-    assert group[0] is comp.par.Status
-    assert [p.name for p in comp.customPars] == ["Apikey", "Autoconnect", "Url2", "Status"]
-    assert [p.name for p in comp.customPages] == ["DataNet", "Other"]
-    with pytest.raises(AttributeError):
-        comp.par.Missing
-    with pytest.raises(AttributeError):
-        comp.par.Missing = 1
-    with pytest.raises(TDError):
-        comp.create("textDAT", "t").appendCustomPage("x")  # only COMPs and script ops
-
-
-def test_parameter_values_styles_and_conversions(comp):
-    page = comp.appendCustomPage("P")
-    status = page.appendStr("Status")
-    status.val = "idle"
-    assert status.val == "idle" and status[0].eval() == "idle" and len(status) == 1
-    par = status[0]
-    par.readOnly = True
-    par.val = "connected"                            # Python may set read-only pars, as in TD
-    assert par == "connected" and str(par) == "connected" and par.readOnly
-    count = page.appendInt("Count")[0]
-    count.val = "7"
-    assert int(count) == 7 and count.eval() == 7 and count > 3
-    rate = page.appendFloat("Rate")[0]
-    rate.val = 2
-    assert float(rate) == 2.0 and rate.isNumber
-    flag = page.appendToggle("Enabled")[0]
-    assert not flag and flag.isToggle
-    flag.val = 1
-    assert bool(flag) is True and flag.val is True
-    mode = page.appendMenu("Mode")[0]
-    mode.menuNames = ["json", "raw"]
-    mode.menuLabels = ["JSON", "Raw"]
-    assert mode.val == "json"
-    mode.val = "raw"
-    assert mode.menuIndex == 1
-    with pytest.raises(TDError):
-        mode.val = "xml"
-    pulse = page.appendPulse("Reset")[0]
-    assert pulse.isPulse and pulse.style == "Pulse"
-    with pytest.raises(TDError):
-        count.pulse()
-    with pytest.raises(TDError):
-        count.val = "seven"
-    header = page.appendHeader("Section")[0]
-    with pytest.raises(TDError):
-        header.val = "x"
-    assert page.appendFile("Library")[0].style == "File"
-    assert par.page is page and par.owner is comp and par.label == "Status" and par.enable
-    assert par.default == "" and par.isString and par.isCustom
-
-
-def test_builtin_op_reference_pars(comp):
-    table = comp.create("tableDAT", "t")
-    watcher = comp.create("datexecuteDAT", "w")
-    watcher.par.dat = "t"
-    assert watcher.par.dat.val == "t" and watcher.par.dat.eval() is table
-    watcher.par.dat = table
-    assert watcher.par.dat.val == "/project1/t" and watcher.par.dat.eval() is table
-    assert watcher.par.active.eval() is True and not watcher.par.active.isCustom
-
-
-# ---------------------------------------------------------------------------- Script CHOP
-def script_chop(comp, callbacks_text, name="out"):
-    cb = comp.create("textDAT", name + "_callbacks")
-    cb.text = code(callbacks_text)
-    chop = comp.create("scriptCHOP", name)
-    chop.par.callbacks = cb
-    return chop, cb
-
-
-def test_script_chop_cook_rules(td, comp):
-    state = comp.create("textDAT", "state")
-    state.text = "dep = tdu.Dependency(0)\n"
-    chop, cb = script_chop(comp, """
-        def onCook(scriptOp):
-            scriptOp.clear()
-            scriptOp.appendChan('value')[0] = op('state').module.dep.val
-    """)
-    dep = state.module.dep
-    td.run_frames(1)
-    assert chop.cook_count == 1 and chop["value"][0] == 0
-    td.run_frames(3)
-    assert chop.cook_count == 1                      # clean: no cook
-    chop.cook()
-    assert chop.cook_count == 1
-    chop.cook(force=True)
-    assert chop.cook_count == 2
-    dep.val = 5
-    assert chop.cook_count == 2                      # marked dirty, cooks when viewed
-    td.run_frames(1)
-    assert chop.cook_count == 3 and chop["value"][0] == 5
-    dep.val = 5                                      # same value still dirties, as in TD
-    td.run_frames(1)
-    assert chop.cook_count == 4
-    dep.peekVal
-    cb.text = cb.text + "\n"                         # callbacks text change dirties
-    td.run_frames(1)
-    assert chop.cook_count == 5
-    chop.viewed = False
-    dep.val = 6
-    td.run_frames(1)
-    assert chop.cook_count == 5
-    chop.cook()
-    assert chop.cook_count == 6
-    chop.viewed = True
-    chop.par.cookeveryframe = True
-    td.run_frames(2)
-    assert chop.cook_count == 8                      # one cook per frame
-    assert td.errors == []
-
-
-def test_dependency_read_outside_cook_does_not_subscribe(td, comp):
-    dep = td.tdu.Dependency(1)
-    chop, _ = script_chop(comp, "def onCook(scriptOp):\n    pass\n")
-    td.run_frames(1)
-    dep.val
-    dep.val = 2
-    td.run_frames(1)
-    assert chop.cook_count == 1
-
-
-def test_script_chop_channels_and_validation(td, comp):
-    chop, cb = script_chop(comp, """
-        def onSetupParameters(scriptOp):
-            page = scriptOp.appendCustomPage('Custom')
-            page.appendPulse('Reset')
-        def onPulse(par):
-            parent().store('pulsed', par.name)
-        def onCook(scriptOp):
-            scriptOp.clear()
-            scriptOp.rate = 30
-            scriptOp.numSamples = 3
-            a = scriptOp.appendChan('a')
-            a.vals = [1, 2, 3]
-            b = scriptOp.appendChan('sensor_temp2')
-            b[2] = 9
-            problems = []
-            for bad in ('', '1x', 'a b', 'x/y', 'a-b', 'a.b', 'a'):
-                try:
-                    scriptOp.appendChan(bad)
-                except tdError:
-                    problems.append(bad)
-            parent().store('problems', problems)
-            try:
-                a.vals = [1, 2]
-            except tdError:
-                parent().store('short_vals_refused', True)
-            scriptOp.numSamples = 4
-    """)
-    chop.cook(force=True)
-    assert td.errors == []
-    assert comp.fetch("problems") == ["", "1x", "a b", "x/y", "a-b", "a.b", "a"]
-    assert comp.fetch("short_vals_refused")
-    assert chop.numChans == 2 and chop.numSamples == 4 and chop.rate == 30
-    assert chop["a"].vals == [1.0, 2.0, 3.0, 0.0] and chop.chan(1)[2] == 9.0
-    assert [c.name for c in chop.chans("s*")] == ["sensor_temp2"]
-    assert chop.chan("missing") is None and chop["missing"] is None and chop.chan(5) is None
-    assert len(chop["a"]) == 4 and chop["a"].index == 0 and chop["a"].eval() == 1.0
-    assert chop.warnings == []
-    chop.par.Reset.pulse()
-    assert comp.fetch("pulsed") == "Reset"
-    setup_runs = [c for c in td.callback_costs if c[2] == "onSetupParameters"]
-    assert len(setup_runs) == 1
-
-
-def test_script_chop_writes_outside_cook_are_refused(comp):
-    chop, _ = script_chop(comp, "def onCook(scriptOp):\n    scriptOp.appendChan('x')\n")
-    chop.cook(force=True)
-    channel = chop["x"]
-    for attempt in (lambda: chop.appendChan("y"), lambda: chop.clear(),
-                    lambda: setattr(chop, "numSamples", 5), lambda: setattr(chop, "rate", 10),
-                    lambda: channel.__setitem__(0, 1.0),
-                    lambda: setattr(channel, "vals", [1.0])):
-        with pytest.raises(TDError):
-            attempt()
-    assert channel[0] == 0.0
-
-
-def test_script_chop_rate_after_length_warning_and_old_cook_name(td, comp):
-    chop, _ = script_chop(comp, """
-        def cook(scriptOp):
-            scriptOp.numSamples = 2
-            scriptOp.rate = 30
-    """)
-    chop.cook(force=True)
-    assert chop.warnings == ["rate_set_after_length"] and td.errors == []
-
-
-def test_invalid_channel_name_in_cook_is_recorded(td, comp):
-    chop, _ = script_chop(comp, "def onCook(scriptOp):\n    scriptOp.appendChan('bad name')\n")
-    td.run_frames(1)
-    assert len(td.errors) == 1 and "TDError" in td.errors[0][2]
-    assert td.errors[0][:2] == ("/project1/out", "onCook")
-
-
-def test_copy_numpy_array(comp):
-    numpy = pytest.importorskip("numpy")
-    comp.store("array", None)
-    chop, _ = script_chop(comp, """
-        def onCook(scriptOp):
-            scriptOp.copyNumpyArray(parent().fetch('array'))
-    """)
-    comp.storage["array"] = numpy.array([[1, 2], [3, 4]], dtype=numpy.float32)
-    chop.cook(force=True)
-    assert chop.numChans == 2 and chop["chan2"].vals == [3.0, 4.0]
-
-
-def test_constant_and_null_chops(td, comp):
-    const = comp.create("constantCHOP", "const1")
-    const.par.name0 = "level"
-    const.par.value0 = 0.5
-    const.par.const1name = "speed"
-    assert [c.name for c in const.chans()] == ["level", "speed"]
-    assert const["level"].eval() == 0.5 and const["level"][0] == 0.5 and float(const["speed"]) == 0
-    with pytest.raises(TDError):
-        const["level"][0] = 1.0
-    null = comp.create("nullCHOP", "null1")
-    null.set_channels({"x": [1, 2], "y": [3, 4]})
-    assert null.numChans == 2 and null.numSamples == 2 and null["y"].vals == [3.0, 4.0]
 
 
 # ----------------------------------------------------------------------------- storage
@@ -661,7 +294,7 @@ def test_save_project_reports_storage_that_became_unpicklable(td, comp):
 
 def test_comp_save_writes_json_description(td, comp, tmp_path):
     page = comp.appendCustomPage("DataNet")
-    page.appendStr("Url").val = "ws://x"
+    page.appendStr("Url")[0].val = "ws://x"
     status = page.appendStr("Status")[0]
     status.readOnly = True
     comp.create("textDAT", "DataNet").text = "x = 1\n"
@@ -781,78 +414,17 @@ def test_costs_are_recorded_per_callback_and_frame(td, comp):
     assert td.frame_costs[0] < nested                 # nested time is not counted twice
 
 
-def test_realtime_frames_are_paced_within_and_across_calls(td):
+def test_realtime_frames_are_paced_within_and_across_calls(td, monkeypatch):
     began = time.perf_counter()
     td.run_frames(4, realtime=True)
-    assert time.perf_counter() - began >= 3 / 60 - 0.002
-    began = time.perf_counter()
     for _ in range(3):
         td.run_frames(1, realtime=True)
-    assert time.perf_counter() - began >= 3 / 60 - 0.002
-    began = time.perf_counter()
+    # Seven frame starts 1/60 s apart, also across calls (sleep never returns early).
+    assert time.perf_counter() - began >= 6 / 60 - 0.002
+    sleeps = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)
     td.run_frames(50)
-    assert time.perf_counter() - began < 0.2
-
-
-# --------------------------------------------------------------------------- extensions
-def test_extension_promotion_and_lifecycle(td, comp):
-    events = []
-
-    class DataNetExt:
-        def __init__(self, owner):
-            self.owner = owner
-            self.Status = "idle"
-
-        def onInitTD(self):
-            events.append("init")
-
-        def onDestroyTD(self):
-            events.append("destroy")
-
-        def Publish(self, address, value):
-            return (address, value)
-
-        def helper(self):
-            return "private"
-
-    ext = comp.attachExtension(DataNetExt(comp))
-    assert comp.Publish("/a", 1) == ("/a", 1) and comp.Status == "idle"
-    comp.Status = "connected"
-    assert ext.Status == "connected" and comp.ext.DataNetExt is ext
-    assert comp.extensions == [ext]
-    with pytest.raises(AttributeError):
-        comp.helper
-    comp.destroy()
-    assert events == ["init", "destroy"]
-
-
-def test_table_change_reported_once_per_frame(td, comp):
-    table = comp.create("tableDAT", "t")
-    watcher = comp.create("datexecuteDAT", "w")
-    watcher.text = "def onTableChange(dat, *rest):\n    parent().fetch('changes').append(dat.numRows)\n"
-    watcher.par.dat = table
-    changes = comp.store("changes", [])
-    td.run_frames(1)
-    table.appendRow(["a"])
-    table.appendRow(["b"])
-    td.run_frames(2)
-    assert changes == [2]
-
-
-def test_table_change_arity_follows_td_build(comp):
-    for version, build, expected in (("2023", "11600", 1), ("2025", "30000", 3)):
-        td = TD(app_version=version, app_build=build)
-        table = td.root.create("tableDAT", "t")
-        watcher = td.root.create("datexecuteDAT", "w")
-        watcher.text = "def onTableChange(dat, *rest):\n    me.store('arity', 1 + len(rest))\n"
-        watcher.par.dat = table
-        strict = td.root.create("datexecuteDAT", "strict")
-        strict.text = "def onTableChange(dat):\n    pass\n"
-        strict.par.dat = table
-        table.appendRow(["x"])
-        td.run_frames(1)
-        assert watcher.fetch("arity") == expected
-        assert len(td.errors) == (0 if expected == 1 else 1)
+    assert sleeps == [], "frames that are not realtime never wait"
 
 
 def test_ui_status_and_abstime(td, comp):

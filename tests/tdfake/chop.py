@@ -76,6 +76,17 @@ class Channel(TDObject):
             raise TDError("numpy is not available")
         return numpy.array(self._vals, dtype=numpy.float32)
 
+    def copyNumpyArray(self, array):
+        """The channel's samples from a 1-D float32 array of the CHOP's length."""
+        self._owner._require_cook("Channel.copyNumpyArray()")
+        if numpy is None:
+            raise TDError("numpy is not available")
+        if (not isinstance(array, numpy.ndarray) or array.ndim != 1 or array.dtype != numpy.float32
+                or array.shape[0] != len(self._vals)):
+            raise TDError(f"{self._owner.path}:{self._name}: copyNumpyArray needs a float32 array of shape "
+                          f"({len(self._vals)},)")
+        self._vals = [float(v) for v in array]
+
     def __repr__(self):
         return f"type:Channel name:{self._name} owner:{self._owner.path} vals:{self._vals}"
 
@@ -114,18 +125,38 @@ class CHOP(OP):
         return self.chan(name_or_index)
 
 
-class ScriptCHOP(CHOP):
-    """Channels written by Python in onCook(scriptOp) of the `callbacks` DAT.
+DOCKED_CALLBACKS_TEXT = """# me - this DAT
+# scriptOp - the OP which is cooking
 
-    Cooks when forced, or (on cook() / when viewed at frame end) if dirty: never
-    cooked, callbacks text changed, a tdu.Dependency read in the last cook was
-    set, one of its parameters changed, or par.cookeveryframe is on.
+def onSetupParameters(scriptOp):
+    return
+
+def onPulse(par):
+    return
+
+def onCook(scriptOp):
+    scriptOp.clear()
+    return
+"""
+
+
+class ScriptCHOP(CHOP):
+    """Channels written by Python in onCook(scriptOp) of the callbacks DAT.
+
+    create() also makes its callbacks DAT, docked to it and named <name>_callbacks
+    (or the next free numbered name), as TD does. It cooks when forced, or when
+    something pulls it while it is dirty: a read of its channels from outside its
+    cook, cook(), or `viewed` (an open viewer pulls every frame; off here, as
+    nothing in a headless network looks at it). Dirty: never cooked, callbacks text
+    changed, a tdu.Dependency read in the last cook was set, one of its parameters
+    changed, or par.cookeveryframe is on. Whether channels stay between cooks is
+    undocumented: TD(script_chop_channels="kept" or "cleared") picks the reading.
     """
 
     OPType = "scriptCHOP"
     short_type = "script"
     BUILTIN_PARS = (("callbacks", "OP", ""), ("cookeveryframe", "Toggle", False))
-    viewed = True
+    viewed = False
     warnings = None
 
     def __init__(self, td, parent, name):
@@ -142,11 +173,24 @@ class ScriptCHOP(CHOP):
         self._setup_text_serial = None
         self.warnings = []
 
+    def _after_create(self):
+        callbacks = self._parent.create("textDAT", self._name + "_callbacks")
+        callbacks.text = DOCKED_CALLBACKS_TEXT
+        callbacks._dock_host = self
+        self._docked.append(callbacks)
+        self.par.callbacks = callbacks
+
     def _require_custom_pars(self):
         pass
 
     def _channel_list(self):
+        self._pull()
         return list(self._channels)
+
+    def _pull(self):
+        """Reading a dirty CHOP's output from outside its cook cooks it first."""
+        if not self._in_cook and self._needs_cook():
+            self._cook_now()
 
     def _require_cook(self, action):
         if not self._in_cook:
@@ -178,6 +222,9 @@ class ScriptCHOP(CHOP):
             dep._dependents = [op for op in dep._dependents if op is not self]
         self._deps = []
         self.script_errors = []
+        if self._td._script_chop_channels == "cleared":
+            self._channels = []
+            self._channel_names = set()
         self._in_cook = True
         self._length_set_in_cook = False
         self._td._cooking.append(self)
@@ -242,6 +289,7 @@ class ScriptCHOP(CHOP):
 
     @property
     def numSamples(self):
+        self._pull()
         return self._num_samples
 
     @numSamples.setter
@@ -257,6 +305,7 @@ class ScriptCHOP(CHOP):
 
     @property
     def rate(self):
+        self._pull()
         return self._rate
 
     @rate.setter
@@ -269,20 +318,20 @@ class ScriptCHOP(CHOP):
         self._rate = value
 
     def copyNumpyArray(self, array, baseName="chan"):
+        """The CHOP becomes the array: one channel per row, named baseName1,
+        baseName2, ... The documentation names only the channels it creates; the
+        fake takes the stricter reading that every channel is replaced, so names
+        appended earlier are gone (selftest.py reports what TD does)."""
         self._require_cook("copyNumpyArray()")
         if numpy is None:
             raise TDError("numpy is not available")
         if not isinstance(array, numpy.ndarray) or array.ndim != 2 or array.dtype != numpy.float32:
             raise TDError("copyNumpyArray needs a 2-D float32 array shaped (channels, samples)")
-        chans, samples = array.shape
-        while len(self._channels) < chans:
-            self.appendChan(f"{baseName}{len(self._channels) + 1}")
-        for ch in self._channels[chans:]:
-            self._channel_names.discard(ch._name)
-        del self._channels[chans:]
-        self.numSamples = samples
-        for ch, row in zip(self._channels, array):
-            ch._vals = [float(v) for v in row]
+        self._channels = []
+        self._channel_names = set()
+        self.numSamples = array.shape[1]
+        for index, row in enumerate(array):
+            self.appendChan(f"{baseName}{index + 1}")._vals = [float(v) for v in row]
 
     def _describe(self):
         info = super()._describe()

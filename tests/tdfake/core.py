@@ -39,18 +39,31 @@ class Run(TDObject):
 
 
 class TD(TDObject):
-    """One fake TouchDesigner process. The thread that creates it is the main thread."""
+    """One fake TouchDesigner process. The thread that creates it is the main thread.
 
+    Switches for what TD's documentation leaves open or what differs by build:
+    script_chop_channels="kept" (a Script CHOP's channels stay between cooks) or
+    "cleared" (they are gone at each cook); legacy_extension_pars=True for a
+    2020-era build (extension1/promoteextension1 instead of ext0object/ext0promote).
+    """
+
+    SCRIPT_CHOP_CHANNELS = ("kept", "cleared")
     frame = 1
     thread_violations = 0
     root = project = app = ui = absTime = tdu = frame_costs = None
 
     def __init__(self, project_folder=".", project_name="project", app_version="2023",
-                 app_build="11600", os_name="Windows", echo=False, fps=60):
+                 app_build="11600", os_name="Windows", echo=False, fps=60, script_chop_channels="kept",
+                 legacy_extension_pars=False):
+        if script_chop_channels not in self.SCRIPT_CHOP_CHANNELS:
+            raise TDError(f"script_chop_channels must be one of {self.SCRIPT_CHOP_CHANNELS}")
         self._main_ident = threading.get_ident()
         self._violation_lock = threading.Lock()
         self._td = self  # from here on every access is checked
         self._fps = fps
+        self._script_chop_channels = script_chop_channels
+        self._legacy_extension_pars = bool(legacy_extension_pars)
+        self._module_reads = None  # while an extension expression runs: the Text DATs it read
         self._runner = UserCodeRunner(self._main_ident, echo)
         self._ops = []
         self._jobs = []
@@ -84,12 +97,12 @@ class TD(TDObject):
 
     # -- lifecycle events ------------------------------------------------------------
     def start(self):
-        """Project start: onStart() of every active Execute DAT, in creation order."""
+        """Project start: onStart() of every active Execute DAT with Start on, in creation order."""
         self._require_running()
         self._fire(ExecuteDAT, "onStart")
 
     def fire_create(self, comp=None):
-        """onCreate() of the Execute DATs inside comp (default: all), as when a .tox is placed."""
+        """onCreate() of the Execute DATs (Create on) inside comp (default: all), as when a .tox is placed."""
         self._require_running()
         scope = comp if comp is not None else self.root
         inside = {id(op) for op in scope.findChildren()}
@@ -109,7 +122,7 @@ class TD(TDObject):
         self._fire(ExecuteDAT, "onProjectPostSave")
 
     def exit(self):
-        """onExit() of every Execute DAT; afterwards the process is gone."""
+        """onExit() of every Execute DAT with Exit on; afterwards the process is gone."""
         self._require_running()
         self._fire(ExecuteDAT, "onExit")
         self._exited = True
@@ -158,12 +171,15 @@ class TD(TDObject):
             self._run_due_jobs(frame)
             self._fire(ExecuteDAT, "onFrameStart", frame)
             for chop in self._ops_of(ScriptCHOP):
-                if chop.valid and chop.viewed:
+                if chop.valid and chop.viewed:  # an open viewer pulls its CHOP each frame
                     chop.cook()
             for dat in self._ops_of(DatExecuteDAT):
                 if dat.valid:
                     dat._report_changes()
             self._fire(ExecuteDAT, "onFrameEnd", frame)
+            for dat in self._ops_of(ParameterExecuteDAT):
+                if dat.valid:
+                    dat._report_values_changed()
         finally:
             self._in_frame = False
             self.frame_costs.append(self._runner.pending_frame_cost)

@@ -53,6 +53,9 @@ class TextDAT(DAT):
         self._text_serial += 1
         self._mark_changed()
 
+    def _copy_contents(self, source):
+        self.text = source.text
+
     def write(self, *args):
         self.text = self._text + "".join(str(a) for a in args)
 
@@ -74,8 +77,12 @@ class TextDAT(DAT):
         if self._module_in_progress is not None:  # circular import: hand out the partial module
             return self._module_in_progress
         if self._module is not None and self._module_serial == self._text_serial:
+            if self._td._module_reads is not None:
+                self._td._module_reads.append(self)
             return self._module
         serial = self._text_serial
+        if self._td._module_reads is not None:
+            self._td._module_reads.append(self)
         module = types.ModuleType(self._name)
         module.__dict__.update(make_globals(self))
         self.module_runs += 1
@@ -142,26 +149,56 @@ class CallbackDAT(TextDAT):
 
 
 class ExecuteDAT(CallbackDAT):
+    """onStart(), onCreate(), onFrameStart(frame), ...: each runs only while its
+    toggle is on, and a new Execute DAT has every toggle off (as in TD)."""
+
     OPType = "executeDAT"
     short_type = "execute"
+    TOGGLES = {"onStart": "start", "onCreate": "create", "onExit": "exit", "onFrameStart": "framestart",
+               "onFrameEnd": "frameend", "onPlayStateChange": "playstatechange",
+               "onDeviceChange": "devicechange", "onProjectPreSave": "projectpresave",
+               "onProjectPostSave": "projectpostsave"}
+    BUILTIN_PARS = CallbackDAT.BUILTIN_PARS + tuple((toggle, "Toggle", False) for toggle in TOGGLES.values())
+
+    def _after_copy(self):
+        self._invoke("onCreate")
+
+    def _invoke(self, callback_name, *args):
+        toggle = self.TOGGLES.get(callback_name)
+        if toggle is not None and not self._pars._lookup(toggle).eval():
+            return
+        super()._invoke(callback_name, *args)
 
 
 ParChange = collections.namedtuple("ParChange", "par prev")
 
 
 class ParameterExecuteDAT(CallbackDAT):
-    """Calls onValueChange(par, prev) / onPulse(par) for parameters of `par.op`."""
+    """onValueChange(par, prev) and onPulse(par) at once, onValuesChanged(changes)
+    at the end of the frame with every change of that frame, for the parameters of
+    `par.op` matching `par.pars` (custom and/or built-in).
+
+    TD does not document the defaults of pars/custom/builtin/valuechange/onpulse/
+    valueschanged, so the fake starts them where relying on a default goes wrong
+    for a watcher of custom parameters: pars empty, custom, valuechange and onpulse
+    off, builtin and valueschanged on. Code that creates one must set every one.
+    """
 
     OPType = "parameterexecuteDAT"
     short_type = "parameterexecute"
     BUILTIN_PARS = CallbackDAT.BUILTIN_PARS + (
         ("op", "OP", ""),
-        ("pars", "Str", "*"),
-        ("custom", "Toggle", True),
-        ("builtin", "Toggle", False),
-        ("valuechange", "Toggle", True),
-        ("onpulse", "Toggle", True),
+        ("pars", "Str", ""),
+        ("custom", "Toggle", False),
+        ("builtin", "Toggle", True),
+        ("valuechange", "Toggle", False),
+        ("valueschanged", "Toggle", True),
+        ("onpulse", "Toggle", False),
     )
+
+    def __init__(self, td, parent, name):
+        super().__init__(td, parent, name)
+        self._frame_changes = []
 
     def _watches(self, par):
         owners = [self.op(path) for path in self.par.op.val.split()]
@@ -169,9 +206,17 @@ class ParameterExecuteDAT(CallbackDAT):
         return kind_on and any(o is par.owner for o in owners) and bool(match_pars([par], self.par.pars.val))
 
     def _value_changed(self, par, prev):
-        if self.par.active.eval() and self.par.valuechange.eval() and self._watches(par):
+        if not (self.par.active.eval() and self._watches(par)):
+            return
+        if self.par.valuechange.eval():
             self._invoke("onValueChange", par, prev)
-            self._invoke("onValuesChanged", [ParChange(par, prev)])
+        if self.par.valueschanged.eval():
+            self._frame_changes.append(ParChange(par, prev))
+
+    def _report_values_changed(self):
+        changes, self._frame_changes = self._frame_changes, []
+        if changes and self.par.active.eval():
+            self._invoke("onValuesChanged", changes)
 
     def _pulsed(self, par):
         if self.par.active.eval() and self.par.onpulse.eval() and self._watches(par):
@@ -367,9 +412,12 @@ class TableDAT(DAT):
         return index
 
     def deleteRows(self, vals=()):
-        """Delete several rows (indices or names, all as numbered before the call)."""
-        doomed = {self._row_index(v) for v in vals}
-        self._rows = [row for i, row in enumerate(self._rows) if i not in doomed]
+        """Deletes rows one at a time, each index or name read against the table as
+        it is at that moment. TD does not document whether the indices refer to the
+        table before or during the deletion; this is the reading under which an
+        ascending list deletes the wrong rows (descending is right under both)."""
+        for name_or_index in list(vals):
+            del self._rows[self._row_index(name_or_index)]
         self._changed("deleteRows")
 
     def clear(self, keepSize=False, keepFirstRow=False, keepFirstCol=False):
@@ -423,6 +471,10 @@ class TableDAT(DAT):
     def cols(self, *nameOrIndexes):
         indexes = [self._col_index(n) for n in nameOrIndexes] or range(self._ncols)
         return [[Cell(self, r, c) for r in range(len(self._rows))] for c in indexes if c is not None]
+
+    def _copy_contents(self, source):
+        self._rows = [list(row) for row in source._rows]
+        self._ncols = source._ncols
 
     # -- text -----------------------------------------------------------------------
     @property

@@ -1,6 +1,7 @@
 """The globals TD gives every DAT script: op, me, parent, mod, run, tdu, ... and `import X`."""
 
 import builtins
+import enum
 import fnmatch
 import threading
 import types
@@ -8,6 +9,15 @@ import types
 from .errors import TDError
 from .guard import TDObject, main_thread_only
 from .ops import resolve
+
+
+class ParMode(enum.Enum):
+    """td.ParMode: how a parameter gets its value (the fake models CONSTANT only)."""
+
+    CONSTANT = 0
+    EXPRESSION = 1
+    EXPORT = 2
+    BIND = 3
 
 
 class Project(TDObject):
@@ -209,6 +219,7 @@ def td_names(me):
         "tdu": td.tdu,
         "mod": ModFinder(me),
         "tdError": TDError,
+        "ParMode": ParMode,
     }
     names.update(td._op_classes())
     return names

@@ -11,6 +11,7 @@ from .guard import TDObject
 from .pars import Page, Par, ParCollection, match_pars
 
 OP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+TRAILING_DIGITS = re.compile(r"(.*?)([0-9]+)")
 _MISSING = object()
 _ids = itertools.count(1)
 
@@ -48,8 +49,22 @@ class OP(TDObject):
         self._nodeY = 0
         self._comment = ""
         self.cook_count = 0
-        for par_name, style, default in self.BUILTIN_PARS:
+        self._dock_host = None
+        self._docked = []
+        for par_name, style, default in self._builtin_pars(td):
             self._pars._add(Par(self, par_name, style, default))
+
+    def _builtin_pars(self, td):
+        return self.BUILTIN_PARS
+
+    def _after_create(self):
+        """Hook: what TD makes along with the operator (a Script CHOP's callbacks DAT)."""
+
+    def _copy_contents(self, source):
+        """Hook: COMP.copy() takes the source's contents (text, rows)."""
+
+    def _after_copy(self):
+        """Hook: what a copy does once made (an Execute DAT's onCreate)."""
 
     # -- identity and hierarchy -------------------------------------------------
     @property
@@ -80,6 +95,15 @@ class OP(TDObject):
     @property
     def valid(self):
         return not self._destroyed
+
+    @property
+    def dock(self):
+        """The operator this one is docked to, or None."""
+        return self._dock_host
+
+    @property
+    def docked(self):
+        return [op for op in self._docked if op.valid]
 
     def parent(self, levels=1):
         node = self
@@ -226,7 +250,9 @@ class OP(TDObject):
         self._destroyed = True
 
     def _before_destroy(self):
-        """Hook: children and extensions go first."""
+        """Hook: children and extensions go first. Docked operators go with their host."""
+        for docked in self.docked:
+            docked.destroy()
 
     def _describe(self):
         """JSON-ready description used by COMP.save()."""
@@ -258,15 +284,28 @@ class COMP(OP):
 
     family = "COMP"
     isCOMP = True
-    EXTENSION_SLOTS = 4
-    BUILTIN_PARS = tuple((f"extension{i}", "Str", "") for i in range(1, EXTENSION_SLOTS + 1)) + tuple(
-        (f"promoteextension{i}", "Toggle", False) for i in range(1, EXTENSION_SLOTS + 1))
+    # The Extensions page. Current builds: a sequence whose first block is
+    # ext0object / ext0name / ext0promote (only block 0 exists until a script adds
+    # blocks). TD(legacy_extension_pars=True) models a 2020-era build instead:
+    # extension1..4 / promoteextension1..4 and no ext0* parameters.
+    EXTENSION_PARS = (("ext0object", "Str", ""), ("ext0name", "Str", ""), ("ext0promote", "Toggle", False))
+    LEGACY_SLOTS = 4
+    LEGACY_EXTENSION_PARS = tuple((f"extension{i}", "Str", "") for i in range(1, LEGACY_SLOTS + 1)) + tuple(
+        (f"promoteextension{i}", "Toggle", False) for i in range(1, LEGACY_SLOTS + 1))
+    COMMON_EXTENSION_PARS = (("initextonstart", "Toggle", False), ("reinitextensions", "Pulse", False))
 
     def __init__(self, td, parent, name):
         super().__init__(td, parent, name)
         self._children = {}
         self._extensions = []
+        self._extension_names = {}  # id(extension) -> its ext0name, when set
         self._promoted = []
+        self._extension_sources = []  # (Text DAT, text serial) each extension was made from
+        self._initializing_extensions = False
+
+    def _builtin_pars(self, td):
+        own = self.LEGACY_EXTENSION_PARS if td._legacy_extension_pars else self.EXTENSION_PARS
+        return self.BUILTIN_PARS + own + self.COMMON_EXTENSION_PARS
 
     def _lookup_base(self):
         return self
@@ -276,21 +315,51 @@ class COMP(OP):
 
     # -- children ----------------------------------------------------------------
     def create(self, op_type, name=None):
+        """As TD: a name in use gives the next numbered name ('values' -> 'values1',
+        'text1' -> 'text2'), never an error; check the returned operator's name."""
         cls = self._td._op_class(op_type)
         if name is None:
             name = self._free_name(cls.short_type)
         _check_op_name(name)
         if name in self._children:
-            raise TDError(f"{self.path} already has a child named {name!r}")
+            name = self._next_numbered_name(name)
         child = cls(self._td, self, name)
         self._children[name] = child
         self._td._register(child)
+        child._after_create()
         return child
+
+    def copy(self, source, name=None, includeDocked=True):
+        """Copies an operator (not a COMP) into this COMP: its built-in parameter
+        values and contents. As TD, a copy is a creation: an Execute DAT copied
+        with Create on runs onCreate()."""
+        if not isinstance(source, OP) or not source.valid or source.isCOMP:
+            raise TDError(f"{self.path}.copy({source!r}): the fake copies operators other than COMPs only")
+        name = name or source.name
+        if name in self._children:
+            name = self._next_numbered_name(name)
+        _check_op_name(name)
+        copied = type(source)(self._td, self, name)
+        self._children[name] = copied
+        self._td._register(copied)
+        for par in source._pars._all():
+            if not par.isCustom and par.style != "Pulse":
+                copied._pars._lookup(par.name)._value = par._value
+        copied._copy_contents(source)
+        copied._after_copy()
+        return copied
 
     def _free_name(self, base):
         for n in itertools.count(1):
             if f"{base}{n}" not in self._children:
                 return f"{base}{n}"
+
+    def _next_numbered_name(self, name):
+        match = TRAILING_DIGITS.fullmatch(name)
+        base, n = (match.group(1), int(match.group(2)) + 1) if match else (name, 1)
+        while f"{base}{n}" in self._children:
+            n += 1
+        return f"{base}{n}"
 
     def _rename_child(self, child, new_name):
         _check_op_name(new_name)
@@ -330,61 +399,114 @@ class COMP(OP):
     def _before_destroy(self):
         self._destroy_extensions()
         for child in reversed(list(self._children.values())):
-            child.destroy()
+            if child.valid:  # a docked operator may have gone with its host
+                child.destroy()
+        super()._before_destroy()
 
     # -- extensions ----------------------------------------------------------------
     def attachExtension(self, obj, promote=True):
-        """Attaches an extension object directly; TD's way is initializeExtensions()."""
-        self._extensions.append(obj)
-        if promote:
-            self._promoted.append(obj)
+        """Test helper: attaches an extension object directly (TD's way is the
+        Extensions page and initializeExtensions()); onInitTD follows at once."""
+        self._attach(obj, promote, "")
         if hasattr(obj, "onInitTD"):
             self._td._call_user(self.path, "onInitTD", obj.onInitTD)
         return obj
 
+    def _attach(self, obj, promote, name):
+        self._extensions.append(obj)
+        if name:
+            self._extension_names[id(obj)] = name
+        if promote:
+            self._promoted.append(obj)
+
+    def _extension_slots(self):
+        """(object par, promote par, name par or None) for each extension slot."""
+        if self._td._legacy_extension_pars:
+            return [(f"extension{i}", f"promoteextension{i}", None) for i in range(1, self.LEGACY_SLOTS + 1)]
+        return [("ext0object", "ext0promote", "ext0name")]
+
     def initializeExtensions(self, index=None):
-        """As TD: evaluates each extensionN expression (me = this COMP, './x' = a
-        child), replacing the extensions it had; promoteextensionN promotes the
-        object's capitalised members onto the COMP."""
+        """As TD: onDestroyTD of the extensions it had, then each slot's object
+        expression evaluated (me = this COMP, './x' = a child) and attached, and
+        onInitTD of each only once all are attached. An extension is made again when
+        a Text DAT its expression read changes (at the next use of the COMP's
+        extensions). The fake re-initializes every slot whatever `index` says."""
         from .namespace import make_globals
 
-        self._destroy_extensions()
-        for i in range(1, self.EXTENSION_SLOTS + 1):
-            expression = getattr(self.par, f"extension{i}").eval()
-            if not expression:
-                continue
-            namespace = make_globals(self)
-            outer_op = namespace["op"]
-            namespace["op"] = lambda path, *more: (
-                resolve(self, path) if isinstance(path, str) and path.startswith("./") else outer_op(path, *more))
-            obj = self._td._call_user(self.path, f"extension{i}", eval, expression, namespace)
-            if obj is not None:
-                self.attachExtension(obj, promote=bool(getattr(self.par, f"promoteextension{i}").eval()))
+        self._initializing_extensions = True
+        try:
+            self._destroy_extensions()
+            made = []
+            for object_par, promote_par, name_par in self._extension_slots():
+                expression = self._pars._lookup(object_par).eval()
+                if not expression:
+                    continue
+                namespace = make_globals(self)
+                outer_op = namespace["op"]
+                namespace["op"] = lambda path, *more: (
+                    resolve(self, path) if isinstance(path, str) and path.startswith("./") else outer_op(path, *more))
+                obj = self._td._call_user(self.path, object_par, self._evaluate_extension, expression, namespace)
+                if obj is not None:
+                    name = self._pars._lookup(name_par).eval() if name_par else ""
+                    self._attach(obj, bool(self._pars._lookup(promote_par).eval()), name)
+                    made.append(obj)
+        finally:
+            self._initializing_extensions = False
+        for obj in made:
+            if hasattr(obj, "onInitTD"):
+                self._td._call_user(self.path, "onInitTD", obj.onInitTD)
         return self._extensions
+
+    def _evaluate_extension(self, expression, namespace):
+        reads = []
+        outer, self._td._module_reads = self._td._module_reads, reads
+        try:
+            return eval(expression, namespace)
+        finally:
+            self._td._module_reads = outer
+            self._extension_sources += [(dat, dat._text_serial) for dat in reads]
+
+    def _refresh_extensions(self):
+        """TD makes an extension again when its DAT changed, at the next use."""
+        if self._initializing_extensions or not self._extension_sources:
+            return
+        if any(dat.valid and dat._text_serial != serial for dat, serial in self._extension_sources):
+            self.initializeExtensions()
 
     def _destroy_extensions(self):
         for ext in list(self._extensions):
             if hasattr(ext, "onDestroyTD"):
                 self._td._call_user(self.path, "onDestroyTD", ext.onDestroyTD)
         self._extensions.clear()
+        self._extension_names.clear()
         self._promoted.clear()
+        self._extension_sources = []
+
+    def _par_pulsed(self, par):
+        if par.name == "reinitextensions":
+            self.initializeExtensions()
+        super()._par_pulsed(par)
 
     @property
     def extensions(self):
+        self._refresh_extensions()
         return list(self._extensions)
 
     @property
     def ext(self):
+        self._refresh_extensions()
         return _ExtensionFinder(self)
 
     def __getattr__(self, name):
         if name[:1].isupper():
+            self._refresh_extensions()
             for ext in self._promoted:
                 if hasattr(ext, name):
                     return getattr(ext, name)
         raise AttributeError(f"'{self.OPType}' object has no attribute '{name}'")
 
     def _set_unknown_attribute(self, name, value):
+        self._refresh_extensions()
         for ext in self._promoted:
             if name[:1].isupper() and hasattr(ext, name):
                 setattr(ext, name, value)
@@ -436,8 +558,9 @@ class _ExtensionFinder(TDObject):
         self._comp = comp
 
     def __getattr__(self, name):
+        names = self._comp._extension_names
         for ext in self._comp._extensions:
-            if type(ext).__name__ == name:
+            if names.get(id(ext), type(ext).__name__) == name:
                 return ext
         raise AttributeError(f"{self._comp.path} has no extension {name!r}")
 

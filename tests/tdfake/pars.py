@@ -40,6 +40,7 @@ class Par(TDObject):
         self._default = self._coerce(_DEFAULTS[style] if default is None else default)
         self._value = self._default
         self._removed = False
+        self._mode = _constant_mode()
 
     # -- identity ---------------------------------------------------------------
     name = property(lambda self: self._name)
@@ -134,6 +135,18 @@ class Par(TDObject):
         if new != prev:
             self._owner._par_changed(self, prev)
 
+    @property
+    def mode(self):
+        return self._mode
+
+    @mode.setter
+    def mode(self, value):
+        from .namespace import ParMode
+
+        if value is not ParMode.CONSTANT:
+            raise TDError(f"{self._describe()}: the fake models constant parameters only, not {value!r}")
+        self._mode = value
+
     def eval(self):
         if self._style == "OP":
             return self._owner.op(self._value) if self._value else None
@@ -225,6 +238,12 @@ class Par(TDObject):
             return f"type:Par name:{self._name} (owner deleted)"
 
 
+def _constant_mode():
+    from .namespace import ParMode
+
+    return ParMode.CONSTANT
+
+
 def _to_bool(value):
     if isinstance(value, str):
         word = value.strip().lower()
@@ -237,9 +256,13 @@ def _to_bool(value):
 
 
 class ParGroup(TDObject):
-    """What Page.append*() returns: a tuple-like group; [0] is the Par."""
+    """What Page.append*() returns: a tuple-like group; [0] is the Par.
 
-    _SHARED = ("val", "readOnly", "enable", "default", "label", "menuNames", "menuLabels")
+    As in TD 2025, the value-like members are tuples with one item per parameter
+    (`group.val == ("x",)`, `group.readOnly == (True,)`, `bool((False,))` is
+    True): use `group[0]` for one parameter. Setting `val` or `default` takes a
+    tuple of that length; `readOnly` and `enable` also take one bool for all.
+    """
 
     def __init__(self, pars):
         self._td = pars[0]._td
@@ -260,30 +283,51 @@ class ParGroup(TDObject):
     owner = property(lambda self: self._pars[0].owner)
     page = property(lambda self: self._pars[0].page)
 
+    @property
+    def label(self):
+        return self._pars[0].label
+
+    @label.setter
+    def label(self, value):
+        for par in self._pars:
+            par.label = value
+
     def eval(self):
-        return self._pars[0].eval()
+        return tuple(par.eval() for par in self._pars)
 
     def pulse(self):
         self._pars[0].pulse()
+
+    def _set_each(self, attr, values):
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) != len(self._pars):
+            raise TDError(
+                f"{self._pars[0]._describe()}: ParGroup.{attr} takes a tuple of {len(self._pars)} value(s), "
+                f"not {values!r} (use group[0].{attr} for one parameter)"
+            )
+        for par, value in zip(self._pars, values):
+            setattr(par, attr, value)
 
     def __repr__(self):
         return f"type:ParGroup name:{self._pars[0].name}"
 
 
-def _shared_property(attr):
-    # Reading a group attribute reads the first par; setting it sets every par.
+def _tuple_property(attr, one_for_all):
     def getter(self):
-        return getattr(self._pars[0], attr)
+        return tuple(getattr(par, attr) for par in self._pars)
 
     def setter(self, value):
-        for par in self._pars:
-            setattr(par, attr, value)
+        if one_for_all and isinstance(value, (bool, int)):
+            for par in self._pars:
+                setattr(par, attr, value)
+        else:
+            self._set_each(attr, value)
 
     return property(getter, setter)
 
 
-for _attr in ParGroup._SHARED:
-    setattr(ParGroup, _attr, _shared_property(_attr))
+for _attr, _one_for_all in (("val", False), ("default", False), ("menuNames", False), ("menuLabels", False),
+                            ("readOnly", True), ("enable", True)):
+    setattr(ParGroup, _attr, _tuple_property(_attr, _one_for_all))
 
 
 class Page(TDObject):
@@ -398,6 +442,10 @@ class ParCollection(TDObject):
         if par is None:
             raise AttributeError(f"{self._owner.path} has no parameter {name!r}")
         par.val = value
+
+    def __getitem__(self, name):
+        """op.par['name']: the Par, or None when there is none (documented)."""
+        return self._by_name.get(name) if isinstance(name, str) else None
 
     def __iter__(self):
         return iter(self._all())
