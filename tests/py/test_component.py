@@ -58,7 +58,7 @@ def test_the_build_script_makes_the_documented_component(td, component):
     pages = {page.name: [par.name for par in page.pars] for page in comp.customPages}
     assert pages["DataNet"] == ["Active", "Apikey", "Channels", "Apiurl", "Wsurl", "Deviceid", "Devicename",
                                 "Autoconnect", "Connect", "Disconnect", "Reset", "Maxrows", "Clear", "Cafile",
-                                "Tlsroots", "Proxy", "Echo", "Status"]
+                                "Tlsroots", "Proxy", "Echo", "Newestonly", "Status"]
     assert pages["Stats"] == ["Received", "Sent", "Dropped", "Queued", "Reconnects", "Lasterror", "Rtt",
                               "Occupancy"]
     assert comp.par.Status.readOnly and comp.par.Received.readOnly and not comp.par.Apikey.readOnly
@@ -188,6 +188,30 @@ def test_channels_status_stats_table_and_callbacks(td, component, lib_env):
     assert comp.op("messages").numRows == 4
     comp.par.Clear.pulse()
     assert comp.op("messages").numRows <= 1
+
+
+def test_newest_only_calls_on_message_once_per_frame_per_channel(td, component, lib_env):
+    comp = component
+    comp.op("callbacks").text = (
+        "seen = []\n"
+        "def onMessage(channel, data, from_, timestamp, replaced=0):\n"
+        "    seen.append((data, replaced))\n")
+    comp.par.Newestonly = True
+    connect(td, comp)
+    run_until(td, lambda: lib_env.stats()["subscriptions"].get("project.demo.comp") == 1, what="subscribed")
+    rig = sensor_client(lib_env)
+    for n in range(40):
+        rig.publish("project.demo.comp", {"n": n})
+    run_until(td, lambda: comp.par.Received.eval() == 40, what="every message counted")
+    run_until(td, lambda: comp.op("callbacks").module.seen[-1][0] == {"n": 39}, what="the newest")
+    seen = comp.op("callbacks").module.seen
+    assert sum(replaced + 1 for _, replaced in seen) == 40, "each message delivered or counted as replaced"
+    assert len(seen) < 40, "coalesced: fewer calls than messages"
+    comp.par.Newestonly = False
+    rig.publish("project.demo.comp", {"n": 40})
+    rig.publish("project.demo.comp", {"n": 41})
+    run_until(td, lambda: comp.op("callbacks").module.seen[-1] == ({"n": 41}, 0), what="every message again")
+    assert comp.op("callbacks").module.seen[-2] == ({"n": 40}, 0)
 
 
 def test_events_reach_the_extension_made_after_its_dat_changed(td, component, lib_env):
