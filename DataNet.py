@@ -68,11 +68,6 @@ _ROW_SEPARATOR, _CELL_SEPARATOR = "\x1e", "\x1f"
 
 EVENTS = ("connect", "disconnect", "error", "presence")
 TABLE_HEADER = ["channel", "data", "from", "timestamp"]
-#: Rows the library keeps for update_table between calls (config ``table_history``);
-#: rows a table never showed are counted in ``status()["tables"]``.
-ROW_HISTORY = 1000
-#: Longest text put in one table cell (the library cuts it and adds ``...``).
-MAX_CELL_CHARS = 4096
 
 # Everything that must survive TouchDesigner re-running this file when its text
 # changes: the loaded library, the native handles, and every instance's callbacks.

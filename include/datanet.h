@@ -1,7 +1,7 @@
 /*
  * DataNet native client: C ABI.
  *
- * Companion documents (shipped beside this header): docs/PROTOCOL.md, the wire
+ * Companion documents (in the repository and in the release zip): docs/PROTOCOL.md, the wire
  * protocol this library speaks (channel names in its section 8, DMX and Art-Net in
  * section 9); docs/REFERENCE.md, every config key (dn_client_new) and every status
  * field (dn_status).
