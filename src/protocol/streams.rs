@@ -125,8 +125,8 @@ impl Streams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
     use crate::protocol::lighting::decode_art_dmx;
+    use serde_json::Value;
 
     fn json(n: u32) -> StreamPayload {
         StreamPayload::Json(n.to_string())
