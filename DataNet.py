@@ -18,7 +18,8 @@ and poll once per frame from an Execute DAT:
 
 The socket lives in the native library on its own thread; this module only makes
 one library call per frame to drain a batch of events, turns a frame's JSON
-messages into Python objects with one json.loads, and dispatches the Python
+messages into Python objects with one C-level call (a data-only pickle the library
+writes), and dispatches the Python
 callbacks on the calling (main) thread. Channels without callbacks cost nothing
 per message here: the table rows and CHOP values come from the library, already
 prepared. It uses the standard library and ctypes only (numpy when present),
@@ -27,9 +28,11 @@ starts no threads, and never lets the library call back into Python.
 
 import builtins
 import ctypes
+import io
 import json
 import math
 import os
+import pickle
 import re
 import struct
 import sys
@@ -58,9 +61,9 @@ _ERROR_CODES = {
     -7: "internal_error",
 }
 _EVENT_JSON, _EVENT_BINARY, _EVENT_CONNECTED, _EVENT_DISCONNECTED = 1, 2, 3, 4
-_EVENT_ERROR, _EVENT_SUB_ACK, _EVENT_PRESENCE, _EVENT_MESSAGES_JSON = 5, 6, 7, 8
+_EVENT_ERROR, _EVENT_SUB_ACK, _EVENT_PRESENCE, _EVENT_MESSAGES_PICKLE = 5, 6, 7, 9
 _FLAG_RAW, _FLAG_ERROR = 1, 2
-_POLL_GROUP_JSON = 1
+_POLL_GROUP_PICKLE = 2
 _DELIVER_EVERY, _DELIVER_LATEST, _DELIVER_STORE_ONLY = 0, 1, 2
 _HEADER = struct.Struct("<IBBHqIIIIII")
 _GENERATION_NONE = (1 << 64) - 1
@@ -393,6 +396,21 @@ def _records(data):
         at += length
 
 
+class _DataOnly(pickle.Unpickler):
+    """Reads the library's message batches: data only (list, dict, str, int, float,
+    bool, None). The library never writes an opcode that imports or calls anything;
+    this refuses one all the same."""
+
+    def find_class(self, module, name):
+        raise DataNetError("internal_error", "unexpected global %s.%s in a message batch" % (module, name))
+
+
+def _messages(payload):
+    """[[channel, from, ts, data, replaced], ...] of a DN_EVENT_MESSAGES_PICKLE
+    record: one C-level call builds the whole frame's objects."""
+    return _DataOnly(io.BytesIO(payload)).load()
+
+
 def _message_from_record(kind, flags, ts, replaced, channel, from_, content_type, meta, payload):
     if kind == _EVENT_JSON:
         return Message("json", channel, from_, ts, payload.decode("utf-8"))
@@ -548,7 +566,7 @@ def _new_state():
         "subscribers": {},  # channel -> list of (kind, callback, content_type); kind json|latest|binary|any
         "routes": {},  # channel -> (every, latest, any) callbacks, derived from subscribers
         "delivery": {},  # channel -> the native delivery mode set for it
-        "group_json": True,  # False while a subscribe_any needs each message's own text
+        "group_json": True,  # group a poll's JSON messages; False while a subscribe_any needs each text
         "handlers": {event: [] for event in EVENTS},
         "row_seq": 0,  # newest table row, from the last poll
         "table_cursors": {},  # table key -> newest row shown
@@ -835,13 +853,13 @@ class DataNet:
         callbacks here, on the calling thread. Returns how many events it handled.
         At most ``max_events`` (default: the config's ``max_events_per_poll``);
         the rest wait for the next frame. A frame's JSON messages become Python
-        objects with one json.loads; channels without callbacks send nothing here."""
+        objects with one C-level call; channels without callbacks send nothing here."""
         st = self._state
         if st["handle"] is None:
             return 0
         lib, buf, info = st["lib"], st["poll_buffer"], st["poll_info"]
         limit = 0 if max_events is None else max(1, int(max_events))
-        flags = _POLL_GROUP_JSON if st["group_json"] else 0
+        flags = _POLL_GROUP_PICKLE if st["group_json"] else 0
         rc = lib.dn_poll(st["handle"], buf, len(buf), limit, flags, ctypes.byref(info))
         if rc == _ERR_BUFFER_TOO_SMALL:
             buf = st["poll_buffer"] = ctypes.create_string_buffer(max(info.len, 2 * len(buf)))
@@ -853,8 +871,8 @@ class DataNet:
             return 0
         data = ctypes.string_at(buf, info.len)
         newest = {}
-        if info.records == 1 and data[4] == _EVENT_MESSAGES_JSON:
-            self._dispatch_json(st, json.loads(data[_HEADER.size:]), newest)
+        if info.records == 1 and data[4] == _EVENT_MESSAGES_PICKLE:
+            self._dispatch_json(st, _messages(data[_HEADER.size:]), newest)
         else:
             for record in _records(data):
                 self._dispatch(st, newest, *record)
@@ -896,8 +914,8 @@ class DataNet:
                 self._call(callback, channel, data, from_, ts, replaced)
 
     def _dispatch(self, st, newest, kind, flags, ts, replaced, channel, from_, content_type, meta, payload):
-        if kind == _EVENT_MESSAGES_JSON:
-            self._dispatch_json(st, json.loads(payload), newest)
+        if kind == _EVENT_MESSAGES_PICKLE:
+            self._dispatch_json(st, _messages(payload), newest)
         elif kind == _EVENT_JSON:
             # One message per record: only while a subscribe_any wants each text.
             route = st["routes"].get(channel)

@@ -161,6 +161,15 @@
 #define DN_EVENT_MESSAGES_JSON 8
 
 /*
+ Several JSON messages in one record (only with `DN_POLL_GROUP_PICKLE`), for
+ Python hosts: payload = a Python pickle (protocol 4, data only: list, dict, str,
+ int, float, bool, None) of the list `[[channel, from, ts, data, replaced], ...]`,
+ each `data` the value Python's `json.loads` makes of the gateway's text (big
+ integers exact); the record's channel and from are empty, ts is 0.
+ */
+#define DN_EVENT_MESSAGES_PICKLE 9
+
+/*
  Record flag: a raw binary frame from an older gateway (no channel; deliver to
  every binary subscriber).
  */
@@ -186,6 +195,13 @@
  record, so a host parses a whole batch with one JSON call.
  */
 #define DN_POLL_GROUP_JSON 1
+
+/*
+ `dn_poll` flag: put consecutive JSON messages into one `DN_EVENT_MESSAGES_PICKLE`
+ record, which Python's `pickle.loads` turns into objects faster than `json.loads`
+ (not with `DN_POLL_GROUP_JSON`).
+ */
+#define DN_POLL_GROUP_PICKLE 2
 
 /*
  `dn_set_delivery` mode: every message of the channel is an event (the default).
@@ -407,7 +423,7 @@ int32_t dn_publish_binary(uint64_t handle, const char *channel, const uint8_t *d
  Moves up to `max_events` waiting events (0 = the config's `max_events_per_poll`)
  into `buf` as consecutive records (format in this header's introduction), then
  the newest message of every `DN_DELIVER_LATEST` channel that had one. `flags`:
- 0 or `DN_POLL_GROUP_JSON`. Events that do not fit stay queued, in order, for the
+ 0, `DN_POLL_GROUP_JSON` or `DN_POLL_GROUP_PICKLE`. Events that do not fit stay queued, in order, for the
  next call. When not even the first fits, returns `DN_ERR_BUFFER_TOO_SMALL` with
  its size in `out_info->len` (a NULL `buf` with `cap` 0 asks just that).
 

@@ -21,15 +21,18 @@
 //! `DN_EVENT_MESSAGES_JSON` record whose payload is one JSON array,
 //! `[[channel, from, ts, data, replaced], ...]`, with each `data` spliced in as
 //! the gateway's own text: a host turns a whole frame of messages into objects
-//! with one JSON parse.
+//! with one JSON parse. `DN_POLL_GROUP_PICKLE` makes the same list as a Python
+//! pickle (`DN_EVENT_MESSAGES_PICKLE`, see `pickle.rs`) for Python hosts.
 
 use std::io::Write;
 
+use super::pickle::{PickleBatch, FINISH_LEN};
 use super::{
     DN_EVENT_CONNECTED as EVENT_CONNECTED, DN_EVENT_DISCONNECTED as EVENT_DISCONNECTED, DN_EVENT_ERROR as EVENT_ERROR,
-    DN_EVENT_MESSAGES_JSON as EVENT_MESSAGES_JSON, DN_EVENT_MESSAGE_BINARY as EVENT_MESSAGE_BINARY,
-    DN_EVENT_MESSAGE_JSON as EVENT_MESSAGE_JSON, DN_EVENT_PRESENCE as EVENT_PRESENCE,
-    DN_EVENT_SUB_ACK as EVENT_SUB_ACK, DN_FLAG_ERROR as FLAG_ERROR, DN_FLAG_RAW as FLAG_RAW,
+    DN_EVENT_MESSAGES_JSON as EVENT_MESSAGES_JSON, DN_EVENT_MESSAGES_PICKLE as EVENT_MESSAGES_PICKLE,
+    DN_EVENT_MESSAGE_BINARY as EVENT_MESSAGE_BINARY, DN_EVENT_MESSAGE_JSON as EVENT_MESSAGE_JSON,
+    DN_EVENT_PRESENCE as EVENT_PRESENCE, DN_EVENT_SUB_ACK as EVENT_SUB_ACK, DN_FLAG_ERROR as FLAG_ERROR,
+    DN_FLAG_RAW as FLAG_RAW,
 };
 use crate::client::{Body, Event, Message};
 
@@ -134,22 +137,41 @@ pub fn encode_message(message: &Message, out: &mut Vec<u8>) {
     message_record(message, 0).write(out);
 }
 
+/// How a poll's JSON messages are put in records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grouping {
+    /// One record per message.
+    None,
+    /// Runs of messages as one JSON array (`DN_EVENT_MESSAGES_JSON`).
+    Json,
+    /// Runs of messages as one Python pickle (`DN_EVENT_MESSAGES_PICKLE`).
+    Pickle,
+}
+
+/// The group record being built, if any.
+enum OpenGroup {
+    None,
+    /// The JSON array, written in place from this offset.
+    Json(usize),
+    /// The pickle, built aside and framed when it closes.
+    Pickle(PickleBatch),
+}
+
 /// Builds one poll batch within a capacity. Each `push_*` either appends the whole
 /// event or leaves the batch as it was and returns the bytes that event alone would
 /// need, so the caller can keep it for the next poll.
 pub struct BatchWriter<'a> {
     out: &'a mut Vec<u8>,
     cap: usize,
-    group_json: bool,
-    /// Offset of the open `DN_EVENT_MESSAGES_JSON` record, if any.
-    open_group: Option<usize>,
+    grouping: Grouping,
+    group: OpenGroup,
     pub records: u32,
 }
 
 impl<'a> BatchWriter<'a> {
-    pub fn new(out: &'a mut Vec<u8>, cap: usize, group_json: bool) -> Self {
+    pub fn new(out: &'a mut Vec<u8>, cap: usize, grouping: Grouping) -> Self {
         out.clear();
-        BatchWriter { out, cap, group_json, open_group: None, records: 0 }
+        BatchWriter { out, cap, grouping, group: OpenGroup::None, records: 0 }
     }
 
     pub fn push_event(&mut self, event: &Event) -> Result<(), usize> {
@@ -160,8 +182,14 @@ impl<'a> BatchWriter<'a> {
     }
 
     pub fn push_message(&mut self, message: &Message, replaced: u32) -> Result<(), usize> {
-        match &message.body {
-            Body::Json(text) if self.group_json => self.push_grouped(message, text, replaced),
+        match (&message.body, self.grouping) {
+            (Body::Json(text), Grouping::Json) => self.push_json(message, text, replaced),
+            (Body::Json(text), Grouping::Pickle) => match self.push_pickled(message, text, replaced) {
+                // Text the envelope decoder passed cannot fail here; if it ever did,
+                // the message still arrives, as a record of its own.
+                Err(None) => self.push_record(&message_record(message, replaced)),
+                other => other.map_err(|needed| needed.unwrap_or(0)),
+            },
             _ => self.push_record(&message_record(message, replaced)),
         }
     }
@@ -179,9 +207,12 @@ impl<'a> BatchWriter<'a> {
         Ok(())
     }
 
-    fn push_grouped(&mut self, message: &Message, text: &str, replaced: u32) -> Result<(), usize> {
+    fn push_json(&mut self, message: &Message, text: &str, replaced: u32) -> Result<(), usize> {
+        if matches!(self.group, OpenGroup::Pickle(_)) {
+            self.close_group();
+        }
         let start = self.out.len();
-        let opened = self.open_group.is_none();
+        let opened = !matches!(self.group, OpenGroup::Json(_));
         if opened {
             write_header(self.out, 0, EVENT_MESSAGES_JSON, 0, 0, 0, [0; 5]);
             self.out.push(b'[');
@@ -203,15 +234,60 @@ impl<'a> BatchWriter<'a> {
             return Err(needed);
         }
         if opened {
-            self.open_group = Some(start);
+            self.group = OpenGroup::Json(start);
             self.records += 1;
         }
         Ok(())
     }
 
+    /// `Err(Some(needed))`: does not fit; `Err(None)`: the text is not JSON.
+    fn push_pickled(&mut self, message: &Message, text: &str, replaced: u32) -> Result<(), Option<usize>> {
+        if matches!(self.group, OpenGroup::Json(_)) {
+            self.close_group();
+        }
+        let opened = !matches!(self.group, OpenGroup::Pickle(_));
+        if opened {
+            self.group = OpenGroup::Pickle(PickleBatch::begin());
+        }
+        let OpenGroup::Pickle(batch) = &mut self.group else { unreachable!("opened above") };
+        let mark = batch.mark();
+        let pushed = batch.push(&message.channel, &message.from, message.ts, text, replaced);
+        let fits = self.out.len() + HEADER_LEN + batch.len() + FINISH_LEN <= self.cap;
+        if pushed.is_ok() && fits {
+            if opened {
+                self.records += 1;
+            }
+            return Ok(());
+        }
+        batch.rollback(mark);
+        if opened {
+            self.group = OpenGroup::None;
+        }
+        pushed.map_err(|_| None)?;
+        // What this message alone would need, in a record of its own.
+        let mut alone = PickleBatch::begin();
+        let _ = alone.push(&message.channel, &message.from, message.ts, text, replaced);
+        Err(Some(HEADER_LEN + alone.len() + FINISH_LEN))
+    }
+
     fn close_group(&mut self) {
-        let Some(start) = self.open_group.take() else { return };
-        self.out.push(b']');
+        match std::mem::replace(&mut self.group, OpenGroup::None) {
+            OpenGroup::None => {}
+            OpenGroup::Json(start) => {
+                self.out.push(b']');
+                self.patch_lengths(start);
+            }
+            OpenGroup::Pickle(batch) => {
+                let start = self.out.len();
+                write_header(self.out, 0, EVENT_MESSAGES_PICKLE, 0, 0, 0, [0; 5]);
+                self.out.extend_from_slice(&batch.finish());
+                self.patch_lengths(start);
+            }
+        }
+    }
+
+    /// Writes the record length and payload length of the group record at `start`.
+    fn patch_lengths(&mut self, start: usize) {
         let len = self.out.len() - start;
         self.out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
         let payload_len = (len - HEADER_LEN) as u32;
@@ -258,7 +334,7 @@ mod tests {
             },
         };
         let mut buf = Vec::new();
-        let mut batch = BatchWriter::new(&mut buf, 1 << 20, true);
+        let mut batch = BatchWriter::new(&mut buf, 1 << 20, Grouping::Json);
         batch.push_message(&message, 7).unwrap();
         let out = batch.finish();
         assert_eq!(u32_at(out, 0), out.len());
@@ -273,7 +349,7 @@ mod tests {
     #[test]
     fn grouped_json_is_one_array_with_the_payload_text_as_sent() {
         let mut buf = Vec::new();
-        let mut batch = BatchWriter::new(&mut buf, 1 << 20, true);
+        let mut batch = BatchWriter::new(&mut buf, 1 << 20, Grouping::Json);
         batch.push_event(&Event::Message(Arc::new(json_message("a", r#"{"b":1,"a":1e-3}"#, 5)))).unwrap();
         batch.push_message(&json_message("b", "[ 1 ]", 6), 3).unwrap();
         batch.push_event(&Event::Connected { conn_id: "c-9".into() }).unwrap();
@@ -295,11 +371,11 @@ mod tests {
     fn what_does_not_fit_is_left_out_whole() {
         let big = json_message("a", &format!("\"{}\"", "x".repeat(100)), 1);
         let mut buf = Vec::new();
-        let mut batch = BatchWriter::new(&mut buf, 200, true);
+        let mut batch = BatchWriter::new(&mut buf, 200, Grouping::Json);
         batch.push_message(&big, 0).unwrap();
         let len_one = {
             let mut probe = Vec::new();
-            let mut b = BatchWriter::new(&mut probe, 1 << 20, true);
+            let mut b = BatchWriter::new(&mut probe, 1 << 20, Grouping::Json);
             b.push_message(&big, 0).unwrap();
             b.finish().len()
         };
@@ -310,7 +386,7 @@ mod tests {
         assert_eq!(u32_at(out, 0), out.len());
 
         let mut buf = Vec::new();
-        let mut tiny = BatchWriter::new(&mut buf, 10, false);
+        let mut tiny = BatchWriter::new(&mut buf, 10, Grouping::None);
         assert_eq!(tiny.push_message(&big, 0).unwrap_err(), HEADER_LEN + 1 + 3 + 102, "channel, from, payload");
         assert!(tiny.finish().is_empty());
     }
@@ -319,7 +395,7 @@ mod tests {
     fn error_and_presence_records() {
         let error = DataNetError::new("rate_limited", "slow down").with_channel("c");
         let mut buf = Vec::new();
-        let mut batch = BatchWriter::new(&mut buf, 1 << 20, false);
+        let mut batch = BatchWriter::new(&mut buf, 1 << 20, Grouping::None);
         batch.push_event(&Event::Error(error)).unwrap();
         let failed = Event::Presence { channel: "c".into(), result: Err(DataNetError::new("not_connected", "no")) };
         batch.push_event(&failed).unwrap();

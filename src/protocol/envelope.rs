@@ -24,11 +24,12 @@ pub fn encode_unsubscribe(channel: &str) -> String {
     format!(r#"{{"op":"unsub","ch":{}}}"#, json_string(channel))
 }
 
-/// `{"op":"pub","ch":..,"d":..}` from JSON text, which is validated and then
-/// embedded as it is (no re-serialisation of the caller's value).
+/// `{"op":"pub","ch":..,"d":..}` from JSON text, which is checked to be one JSON
+/// value and then embedded as it is (no re-serialisation of the caller's value; a
+/// number beyond the double range stays as written, as on the receiving side).
 pub fn encode_publish_json(channel: &str, json_text: &str) -> Result<String, serde_json::Error> {
-    serde_json::from_str::<Value>(json_text)?;
-    Ok(format!(r#"{{"op":"pub","ch":{},"d":{}}}"#, json_string(channel), json_text.trim()))
+    let value = serde_json::from_str::<&RawValue>(json_text)?;
+    Ok(format!(r#"{{"op":"pub","ch":{},"d":{}}}"#, json_string(channel), value.get()))
 }
 
 /// `{"op":"pub","ch":..,"bin":true,"b64":..,"ct":..,"meta"?:{..}}`; `meta` is JSON

@@ -5,110 +5,83 @@
 //!
 //! It walks the JSON text itself, in document order, without building a tree of
 //! values: field order is the publisher's (`r, g, b` stays `r, g, b`), and every
-//! number becomes an `f64` (integers beyond 2^53 round to the nearest double).
+//! number becomes an `f64` (integers beyond 2^53 round to the nearest double,
+//! magnitudes beyond the double range become infinite, as in Python and
+//! JavaScript).
 
-use std::fmt;
-
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use super::json_walk::{number_value, walk, NotJson, Scalar, Visitor};
 
 pub(crate) const KEY_SEPARATOR: char = '/';
 
 /// Calls `emit(key, value)` for each numeric leaf of the JSON `text`, depth first,
 /// in document order. Text that is not JSON emits what came before the fault and
 /// returns the error.
-pub fn flatten_numeric(text: &str, mut emit: impl FnMut(&str, f64)) -> Result<(), serde_json::Error> {
-    let mut path = String::new();
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    Walk { path: &mut path, emit: &mut emit }.deserialize(&mut deserializer)?;
-    deserializer.end()
+pub fn flatten_numeric(text: &str, emit: impl FnMut(&str, f64)) -> Result<(), NotJson> {
+    let mut flattener = Flattener { path: String::new(), restore: Vec::new(), emit };
+    walk(text, &mut flattener)
 }
 
-/// One value at `path`: numbers and booleans are emitted, containers descend.
-struct Walk<'p, E> {
-    path: &'p mut String,
-    emit: &'p mut E,
+struct Flattener<E> {
+    path: String,
+    /// The path's length at each open container.
+    restore: Vec<usize>,
+    emit: E,
 }
 
-impl<'de, E: FnMut(&str, f64)> DeserializeSeed<'de> for Walk<'_, E> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<E: FnMut(&str, f64)> Walk<'_, E> {
-    fn number(self, value: f64) {
-        (self.emit)(self.path, value);
-    }
-}
-
-impl<'de, E: FnMut(&str, f64)> Visitor<'de> for Walk<'_, E> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
+impl<E> Flattener<E> {
+    fn open(&mut self) {
+        self.restore.push(self.path.len());
     }
 
-    fn visit_bool<Er>(self, v: bool) -> Result<(), Er> {
-        self.number(if v { 1.0 } else { 0.0 });
-        Ok(())
-    }
-
-    fn visit_i64<Er>(self, v: i64) -> Result<(), Er> {
-        self.number(v as f64);
-        Ok(())
-    }
-
-    fn visit_u64<Er>(self, v: u64) -> Result<(), Er> {
-        self.number(v as f64);
-        Ok(())
-    }
-
-    fn visit_f64<Er>(self, v: f64) -> Result<(), Er> {
-        self.number(v);
-        Ok(())
-    }
-
-    fn visit_str<Er>(self, _: &str) -> Result<(), Er> {
-        Ok(())
-    }
-
-    fn visit_unit<Er>(self) -> Result<(), Er> {
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let restore = self.path.len();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            push_segment(self.path, restore, &key);
-            map.next_value_seed(Walk { path: &mut *self.path, emit: &mut *self.emit })?;
-            self.path.truncate(restore);
-        }
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let restore = self.path.len();
-        let mut index = 0usize;
-        loop {
-            push_segment(self.path, restore, itoa(index, &mut [0u8; 20]));
-            let more = seq.next_element_seed(Walk { path: &mut *self.path, emit: &mut *self.emit })?;
-            self.path.truncate(restore);
-            if more.is_none() {
-                return Ok(());
-            }
-            index += 1;
+    fn close(&mut self) {
+        if let Some(len) = self.restore.pop() {
+            self.path.truncate(len);
         }
     }
+
+    /// Replaces the last segment of the open container's path.
+    fn segment(&mut self, segment: &str) {
+        let base = self.restore.last().copied().unwrap_or(0);
+        self.path.truncate(base);
+        if base > 0 {
+            self.path.push(KEY_SEPARATOR);
+        }
+        self.path.push_str(segment);
+    }
 }
 
-fn push_segment(path: &mut String, restore: usize, segment: &str) {
-    path.truncate(restore);
-    if restore > 0 {
-        path.push(KEY_SEPARATOR);
+impl<E: FnMut(&str, f64)> Visitor for Flattener<E> {
+    fn scalar(&mut self, value: Scalar<'_>) {
+        match value {
+            Scalar::Number(token) => (self.emit)(&self.path, number_value(token)),
+            Scalar::Bool(b) => (self.emit)(&self.path, if b { 1.0 } else { 0.0 }),
+            Scalar::Null | Scalar::String(_) => {}
+        }
     }
-    path.push_str(segment);
+
+    fn begin_object(&mut self) {
+        self.open();
+    }
+
+    fn key(&mut self, key: &[u8]) {
+        self.segment(&String::from_utf8_lossy(key));
+    }
+
+    fn end_object(&mut self) {
+        self.close();
+    }
+
+    fn begin_array(&mut self) {
+        self.open();
+    }
+
+    fn element(&mut self, index: usize) {
+        self.segment(itoa(index, &mut [0u8; 20]));
+    }
+
+    fn end_array(&mut self) {
+        self.close();
+    }
 }
 
 /// Decimal text of `n` in `buf`, without allocating.
@@ -194,5 +167,6 @@ mod tests {
         assert!(flatten_numeric("1 2", |_, _| {}).is_err());
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
         assert!(flatten_numeric(&deep, |_, _| {}).is_err());
+        assert_eq!(flat(r#"{"big":1e400,"after":1}"#), pairs(&[("big", f64::INFINITY), ("after", 1.0)]));
     }
 }

@@ -342,6 +342,21 @@ int main(int argc, char **argv) {
     CHECK(strstr(group, ",\"last\",0],[\"project.demo.c\",") != NULL, "then channel c (latest): %s", group);
     CHECK(strlen(group) > 12 && strcmp(group + strlen(group) - 12, ",{\"n\":4},4]]") == 0,
           "the newest of channel c, having replaced 4: %s", group);
+    /* The same run as a Python pickle (for Python hosts): a data-only protocol 4 stream. */
+    CHECK(dn_publish_json(sender, "project.demo.e", "[1, 2]") == DN_OK && dn_publish_json(sender, "project.demo.e",
+          "{\"k\": 12345678901234567890123}") == DN_OK, "publish two on e");
+    pi = poll_until_some(receiver, DN_POLL_GROUP_PICKLE);
+    if (pi.events < 2) {
+        DnPollInfo more = poll_until_some(receiver, DN_POLL_GROUP_PICKLE);
+        pi.events += more.events;
+    }
+    r = parse_record(batch);
+    CHECK(r.kind == DN_EVENT_MESSAGES_PICKLE && r.payload_len > 4 && r.payload[0] == 0x80 && r.payload[1] == 4 &&
+              r.payload[r.payload_len - 1] == '.',
+          "pickle record: kind %u, %u bytes", r.kind, r.payload_len);
+    CHECK(dn_poll(receiver, batch, sizeof batch, 0, DN_POLL_GROUP_JSON | DN_POLL_GROUP_PICKLE, &pi) ==
+              DN_ERR_INVALID_ARGUMENT,
+          "one grouping at a time");
     CHECK(dn_set_delivery(receiver, "project.demo.c", DN_DELIVER_STORE_ONLY) == DN_OK, "store only");
     CHECK(dn_publish_json(sender, "project.demo.c", "{\"n\":99}") == DN_OK, "publish 99");
     for (int tries = 0; tries < 2000; tries++) {

@@ -217,3 +217,45 @@ def test_the_readme_network_has_newest_only_callbacks_too(td, lib_env, monkeypat
         time.sleep(0.005)
     run_until(td, lambda: td.op("/callbacks").module.GOT, what="the callback")
     assert td.op("/callbacks").module.GOT == [(29, 29)], "once, the newest, standing for 29 more"
+
+
+# JSON texts whose Python value json.loads defines: the frame's batch must give the
+# same values, of the same types, as json.loads of each text.
+TEXTS = [
+    "0", "-0", "-0.0", "7", "-1", "255", "256", "65535", "65536", "2147483647", "2147483648", "-2147483649",
+    "9223372036854775807", "9223372036854775808", "-9223372036854775809", "12345678901234567890123",
+    "-" + "9" * 300, "1.0", "0.1", "1e-3", "2.5E+300", "1e400", "-1e400", "5e-324", "1.5e-320",
+    "true", "false", "null", '""', '"plain"', '"\\u00e9\\n\\t\\"\\\\\\/"', '"\\ud83d\\ude00"', '"\\ud800"',
+    '"\\udc00x"', '"é ✓"', '"' + "x" * 300 + '"', "[]", "{}", "[[]]", '{"a":{}}', '[1,[2,[3,{"k":[true,null]}]]]',
+    '{"dup":1,"dup":2}', '{"r":1,"g":2,"b":3}', ' { "s" : [ 1 , 2 ] } ', '{"\\u00e9":1,"e\\u0301":2}',
+]
+
+
+def test_a_frames_batch_is_what_json_loads_makes_of_each_text(gateway):
+    td = connected(gateway)
+    rig = sensor_client(gateway)
+    got = []
+    td.subscribe("project.demo.values", lambda channel, data, from_, ts: got.append(data))
+    subscribed(td, "project.demo.values", gateway)
+    st = rig._state
+    for text in TEXTS:
+        assert st["lib"].dn_publish_json(st["handle"], b"project.demo.values", text.encode("utf-8")) == 0, text
+    # Everything lands in the library first, so one poll carries the whole batch.
+    deadline = time.monotonic() + 10
+    while td.status()["events_pending"] < len(TEXTS):
+        assert time.monotonic() < deadline, "timed out waiting for every message"
+        time.sleep(0.005)
+    td.poll()
+    assert len(got) == len(TEXTS)
+
+    def typed(value):
+        if isinstance(value, float):
+            return ("float", repr(value))
+        if isinstance(value, (bool, int, str)) or value is None:
+            return (type(value).__name__, value)
+        if isinstance(value, list):
+            return ("list", [typed(v) for v in value])
+        return ("dict", [(k, typed(v)) for k, v in value.items()])
+
+    for text, value in zip(TEXTS, got):
+        assert typed(value) == typed(json.loads(text)), text
