@@ -516,7 +516,17 @@ fn slow_consumer() {
     let message = |n: u64| json!({"n": n, "pad": pad}).to_string();
     let message_bytes = message(total).len();
     let channel = "project.demo.slow";
-    let gw = Gateway::start();
+    // A bulk test of the client's inbox, not of the gateway's limits: the gateway
+    // lets this sender go faster than its default per-connection budget, and
+    // queues more than its default 4 MiB per subscriber.
+    let gw = Gateway::start_with(&[
+        "--max-frames-per-second",
+        "1000000",
+        "--max-bytes-per-second",
+        "1000000000",
+        "--max-queued-bytes",
+        "67108864",
+    ]);
     let mut c = config(&gw);
     c.inbound_queue_capacity = capacity;
     let receiver = connected(c);
@@ -526,7 +536,7 @@ fn slow_consumer() {
     // Publishes `count` messages from `first`, paced so that nothing is dropped
     // before the receiving client: the sender's own buffer stays short, and the
     // receiver's socket is never more than 10,000 behind (the gateway's per-
-    // connection outbox, 65,536 frames, drops beyond that). Only the inbox,
+    // connection outbox, 64 MiB here, drops beyond that). Only the inbox,
     // which nobody drains, may drop.
     let send = |first: u64, count: u64| {
         for n in first..first + count {
@@ -1965,7 +1975,8 @@ impl LoggedGateway {
         use std::io::BufRead;
         let secret = format!("faults-secret-{}-{:?}", std::process::id(), Instant::now());
         let mut child = Command::new(env!("CARGO_BIN_EXE_datanet-gateway"))
-            .args(["--port", "0", "--admin", "--secret", &secret])
+            .args(["--port", "0", "--admin"])
+            .env("DATANET_GATEWAY_SECRET", &secret)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log).unwrap())

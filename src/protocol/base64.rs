@@ -1,9 +1,30 @@
 //! Base64 codecs: standard padded (binary payloads on the wire, PROTOCOL.md §3)
-//! and URL-safe unpadded (JWT segments). Small enough to own, and owning it keeps
-//! one implementation for the client, the C ABI and the local gateway.
+//! and URL-safe unpadded (JWT segments), on the `base64` crate. This module fixes
+//! the engines and their strictness once, for the client, the C ABI and the gateway.
 
-const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::{DecodeError, Engine};
+
+/// Padding must be exactly what an encoder writes; the unused low bits of the last
+/// symbol are ignored, as they always were here (other SDKs' encoders set them).
+const STANDARD: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// JWT segments come unpadded; padding is tolerated when it is canonical.
+const URL_SAFE: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Why a base64 text was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,24 +46,33 @@ impl std::fmt::Display for Base64Error {
 
 impl std::error::Error for Base64Error {}
 
+impl From<DecodeError> for Base64Error {
+    fn from(error: DecodeError) -> Self {
+        match error {
+            DecodeError::InvalidByte(at, _) | DecodeError::InvalidLastSymbol(at, _) => Base64Error::InvalidByte(at),
+            DecodeError::InvalidLength(_) | DecodeError::InvalidPadding => Base64Error::InvalidLength,
+        }
+    }
+}
+
 /// Standard alphabet with `=` padding.
 pub fn encode(data: &[u8]) -> String {
-    encode_with(data, STANDARD, true)
+    STANDARD.encode(data)
 }
 
 /// Standard alphabet; padding required when the length is not a multiple of 4.
 pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
-    decode_with(text.as_bytes(), STANDARD, true)
+    Ok(STANDARD.decode(text)?)
 }
 
 /// URL-safe alphabet without padding (RFC 7515 §2, used by JWT segments).
 pub fn encode_url(data: &[u8]) -> String {
-    encode_with(data, URL_SAFE, false)
+    URL_SAFE.encode(data)
 }
 
 /// URL-safe alphabet; trailing padding tolerated.
 pub fn decode_url(text: &str) -> Result<Vec<u8>, Base64Error> {
-    decode_with(text.as_bytes(), URL_SAFE, false)
+    Ok(URL_SAFE.decode(text)?)
 }
 
 /// Number of bytes a padded standard base64 text decodes to, without decoding.
@@ -53,61 +83,6 @@ pub fn decoded_len(text: &str) -> Option<usize> {
     }
     let pad = b.iter().rev().take(2).filter(|&&c| c == b'=').count();
     Some(b.len() / 4 * 3 - pad)
-}
-
-fn encode_with(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = match chunk.len() {
-            3 => (chunk[0] as u32) << 16 | (chunk[1] as u32) << 8 | chunk[2] as u32,
-            2 => (chunk[0] as u32) << 16 | (chunk[1] as u32) << 8,
-            _ => (chunk[0] as u32) << 16,
-        };
-        let symbols = chunk.len() + 1;
-        for i in 0..4 {
-            if i < symbols {
-                out.push(alphabet[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn reverse(alphabet: &[u8; 64]) -> [u8; 256] {
-    let mut table = [0xffu8; 256];
-    for (i, &c) in alphabet.iter().enumerate() {
-        table[c as usize] = i as u8;
-    }
-    table
-}
-
-fn decode_with(text: &[u8], alphabet: &[u8; 64], padding_required: bool) -> Result<Vec<u8>, Base64Error> {
-    let table = reverse(alphabet);
-    let body_len = text.iter().rposition(|&c| c != b'=').map_or(0, |p| p + 1);
-    let pad = text.len() - body_len;
-    if pad > 2 || (padding_required && text.len() % 4 != 0) || (pad > 0 && text.len() % 4 != 0) {
-        return Err(Base64Error::InvalidLength);
-    }
-    let body = &text[..body_len];
-    if body.len() % 4 == 1 {
-        return Err(Base64Error::InvalidLength);
-    }
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
-    for (chunk_index, chunk) in body.chunks(4).enumerate() {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            let v = table[c as usize];
-            if v == 0xff {
-                return Err(Base64Error::InvalidByte(chunk_index * 4 + i));
-            }
-            n |= (v as u32) << (18 - 6 * i);
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..chunk.len() - 1]);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -140,11 +115,20 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert_eq!(decode("AAE"), Err(Base64Error::InvalidLength));
-        assert_eq!(decode("A==="), Err(Base64Error::InvalidLength));
+        assert!(decode("A===").is_err());
         assert_eq!(decode("AA*C"), Err(Base64Error::InvalidByte(2)));
         assert_eq!(decode("AA=C"), Err(Base64Error::InvalidByte(2)));
         assert!(decode("-_-_").is_err());
         assert!(decode_url("+/+/").is_err());
         assert_eq!(decode("").unwrap(), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn padding_and_trailing_bits() {
+        // Unused low bits of the last symbol are ignored ("AB==" and "AA==" are both [0]).
+        assert_eq!(decode("AB==").unwrap(), vec![0]);
+        assert!(decode("AA=").is_err());
+        assert_eq!(decode_url("AA").unwrap(), vec![0]);
+        assert_eq!(decode_url("AA==").unwrap(), vec![0]);
     }
 }

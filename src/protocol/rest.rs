@@ -1,6 +1,7 @@
 //! The two REST calls (PROTOCOL.md §1 and §6) as pure request builders and
 //! response readers; the client performs the HTTP.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 
 use super::error::{DataNetError, AUTHENTICATION_FAILED, PRESENCE_FAILED, PRESENCE_FORBIDDEN};
@@ -98,17 +99,12 @@ pub fn parse_presence_response(channel: &str, status: u16, body: &str) -> Result
     Ok(Presence { occupancy, members })
 }
 
-/// RFC 3986 percent-encoding of everything but the unreserved characters.
+/// Everything but RFC 3986's unreserved characters is escaped.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// RFC 3986 percent-encoding of a query value (UTF-8 bytes, upper-case hex).
 pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for &b in text.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
 
 #[cfg(test)]
@@ -149,6 +145,7 @@ mod tests {
             "/presence?channel=project.demo.a%20b&projectId=p%2F1"
         );
         assert_eq!(presence_path("c", None), "/presence?channel=c");
+        assert_eq!(percent_encode("a~b-c_d.e/\u{e9}+&="), "a~b-c_d.e%2F%C3%A9%2B%26%3D");
         let p = parse_presence_response("c", 200, r#"{"count":2,"members":["a",3,"b"]}"#).unwrap();
         assert_eq!(p, Presence { occupancy: 2, members: vec!["a".into(), "b".into()] });
         assert_eq!(parse_presence_response("c", 403, "").unwrap_err().code, PRESENCE_FORBIDDEN);

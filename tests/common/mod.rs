@@ -28,25 +28,71 @@ pub struct Gateway {
     /// Kept open so the gateway never writes into a closed pipe.
     _stdout: Option<BufReader<ChildStdout>>,
     port: u16,
+    /// It serves https:// and wss:// (`--tls-cert`).
+    tls: bool,
     secret: String,
+    /// How it was started, kept for `restart`.
+    launch: Launch,
     agent: ureq::Agent,
+}
+
+/// How a test gateway is started, beyond `--port`.
+#[derive(Clone, Default)]
+pub struct Launch {
+    pub args: Vec<String>,
+    /// Leave `DATANET_GATEWAY_SECRET` unset: the gateway draws a random secret.
+    pub random_secret: bool,
+    /// Leave `--admin` out.
+    pub no_admin: bool,
+    /// Sent as `Authorization: Bearer` with admin requests.
+    pub admin_token: Option<String>,
+    /// The gateway's stderr goes to this file (else to the test's stderr with
+    /// `DATANET_GATEWAY_LOG=1`, or nowhere).
+    pub log: Option<std::path::PathBuf>,
+}
+
+impl Launch {
+    pub fn args(args: &[&str]) -> Launch {
+        Launch { args: args.iter().map(|arg| arg.to_string()).collect(), ..Launch::default() }
+    }
 }
 
 impl Gateway {
     /// Starts a gateway with `--port 0 --admin` and a secret of its own, and waits
     /// until it answers HTTP.
     pub fn start() -> Gateway {
+        Gateway::start_with(&[])
+    }
+
+    /// `start` with more flags (limits, timeouts); the secret still comes from the
+    /// environment, never from argv.
+    pub fn start_with(extra_args: &[&str]) -> Gateway {
+        Gateway::launch(Launch::args(extra_args))
+    }
+
+    pub fn launch(launch: Launch) -> Gateway {
         let secret = unique_secret();
-        let started = spawn(0, &secret).unwrap_or_else(|why| panic!("gateway did not start: {why}"));
+        let started = spawn(0, &secret, &launch).unwrap_or_else(|why| panic!("gateway did not start: {why}"));
         let gateway = Gateway {
             port: started.port,
+            tls: started.tls,
             child: Some(started.child),
             _stdout: Some(started.stdout),
             secret,
+            launch,
             agent: ureq::AgentBuilder::new().timeout(HTTP_TIMEOUT).build(),
         };
         gateway.wait_until_answering();
         gateway
+    }
+
+    /// The secret the gateway signs with (unless launched with `random_secret`).
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     pub fn port(&self) -> u16 {
@@ -78,7 +124,7 @@ impl Gateway {
         self.kill();
         let deadline = Instant::now() + REBIND_WINDOW;
         let started = loop {
-            match spawn(self.port, &self.secret) {
+            match spawn(self.port, &self.secret, &self.launch) {
                 Ok(started) => break started,
                 Err(why) if Instant::now() >= deadline => {
                     panic!("gateway did not restart on port {}: {why}", self.port)
@@ -94,14 +140,19 @@ impl Gateway {
     /// `POST /_admin/<path>`; `path` may be given as `drop`, `/drop` or `/_admin/drop`.
     /// Panics unless the gateway answers 200.
     pub fn admin_post(&self, path: &str, body: Value) -> Value {
-        let (status, answer) = self.post_json(&admin_path(path), &body);
+        let mut request =
+            self.agent.post(&format!("{}{}", self.url(), admin_path(path))).set("Content-Type", "application/json");
+        if let Some(token) = &self.launch.admin_token {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        let (status, answer) = read_answer(request.send_string(&body.to_string()));
         assert_eq!(status, 200, "POST {} answered {answer}", admin_path(path));
         answer
     }
 
     /// `GET /_admin/<path>`; panics unless the gateway answers 200.
     pub fn admin_get(&self, path: &str) -> Value {
-        let (status, answer) = self.get_json(&admin_path(path), None);
+        let (status, answer) = self.get_json(&admin_path(path), self.launch.admin_token.as_deref());
         assert_eq!(status, 200, "GET {} answered {answer}", admin_path(path));
         answer
     }
@@ -134,9 +185,14 @@ impl Gateway {
 
     fn wait_until_answering(&self) {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
+        if self.tls {
+            // The listener is bound before the first line is printed.
+            assert!(std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok(), "TLS gateway not listening");
+            return;
+        }
         let probe = ureq::AgentBuilder::new().timeout(Duration::from_millis(500)).build();
-        let stats_url = format!("{}/_admin/stats", self.url());
-        while probe.get(&stats_url).call().is_err() {
+        let stats_url = format!("{}/stats", self.url());
+        while matches!(probe.get(&stats_url).call(), Err(ureq::Error::Transport(_))) {
             assert!(Instant::now() < deadline, "gateway on port {} never answered", self.port);
             std::thread::sleep(RETRY_PAUSE);
         }
@@ -153,12 +209,24 @@ struct Started {
     child: Child,
     stdout: BufReader<ChildStdout>,
     port: u16,
+    tls: bool,
 }
 
-fn spawn(port: u16, secret: &str) -> Result<Started, String> {
-    let stderr = if std::env::var_os("DATANET_GATEWAY_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_datanet-gateway"))
-        .args(["--port", &port.to_string(), "--admin", "--secret", secret])
+fn spawn(port: u16, secret: &str, launch: &Launch) -> Result<Started, String> {
+    let stderr = match &launch.log {
+        Some(path) => Stdio::from(std::fs::File::create(path).map_err(|error| format!("log file: {error}"))?),
+        None if std::env::var_os("DATANET_GATEWAY_LOG").is_some() => Stdio::inherit(),
+        None => Stdio::null(),
+    };
+    let mut command = Command::new(env!("CARGO_BIN_EXE_datanet-gateway"));
+    command.args(["--port", &port.to_string()]).args(&launch.args).env_remove("DATANET_GATEWAY_SECRET");
+    if !launch.no_admin {
+        command.arg("--admin");
+    }
+    if !launch.random_secret {
+        command.env("DATANET_GATEWAY_SECRET", secret);
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -167,7 +235,7 @@ fn spawn(port: u16, secret: &str) -> Result<Started, String> {
     let stdout = child.stdout.take().ok_or("no stdout pipe")?;
     match read_first_line(stdout) {
         Ok((line, stdout)) => match parse_port(&line) {
-            Some(port) => Ok(Started { child, stdout, port }),
+            Some(port) => Ok(Started { child, stdout, port, tls: line.contains("https://") }),
             None => {
                 stop(child);
                 Err(format!("unexpected first line: {line:?}"))
@@ -201,9 +269,38 @@ fn read_first_line(stdout: ChildStdout) -> Result<(String, BufReader<ChildStdout
     receiver.recv_timeout(STARTUP_TIMEOUT).unwrap_or_else(|_| Err("printed nothing in time".to_string()))
 }
 
-/// The port in `datanet-gateway listening on http://HOST:PORT`.
+/// Runs the gateway with `args` (no secret in the environment) expecting it to refuse
+/// to start: returns its exit code and stderr. Panics if it is still running after
+/// the start-up timeout.
+pub fn refused_start(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_datanet-gateway"))
+        .args(args)
+        .env_remove("DATANET_GATEWAY_SECRET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the gateway");
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the gateway") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            stop(child);
+            panic!("the gateway started with {args:?}; it should have refused");
+        }
+        std::thread::sleep(RETRY_PAUSE);
+    };
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr pipe"), &mut stderr);
+    (status.code(), stderr)
+}
+
+/// The port in `datanet-gateway listening on http://HOST:PORT` (or https://).
 fn parse_port(line: &str) -> Option<u16> {
-    let address = line.trim_end().strip_prefix("datanet-gateway listening on http://")?;
+    let line = line.trim_end().strip_prefix("datanet-gateway listening on ")?;
+    let address = line.strip_prefix("http://").or_else(|| line.strip_prefix("https://"))?;
     address.rsplit_once(':')?.1.parse().ok()
 }
 

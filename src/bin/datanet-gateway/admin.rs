@@ -2,7 +2,7 @@
 //! frames, freeze the gateway, and set the limits whose errors clients must handle.
 //! API keys arrive in request bodies and are kept as key ids only.
 
-use crate::http::{Request, Response};
+use crate::http::{HttpRequest, Reply};
 use crate::hub::{parse_conn_label, Hub};
 use crate::jwt::key_id;
 use datanet::protocol::base64;
@@ -29,7 +29,7 @@ impl From<&str> for Refusal {
 }
 
 /// Answers an admin request; the path starts with `/_admin/`.
-pub fn handle(hub: &Hub, request: &Request) -> Response {
+pub fn handle(hub: &Hub, request: &HttpRequest) -> Reply {
     let route = request.path.trim_start_matches("/_admin/");
     let outcome = match (request.method.as_str(), route) {
         ("GET", "stats") => Ok(hub.stats_json()),
@@ -37,9 +37,9 @@ pub fn handle(hub: &Hub, request: &Request) -> Response {
         _ => Err(Refusal::NoSuchRoute),
     };
     match outcome {
-        Ok(answer) => Response::json(200, answer),
-        Err(Refusal::BadRequest(message)) => Response::error(400, "bad_request", &message),
-        Err(Refusal::NoSuchRoute) => Response::not_found(),
+        Ok(answer) => Reply::json(200, answer),
+        Err(Refusal::BadRequest(message)) => Reply::error(400, "bad_request", &message),
+        Err(Refusal::NoSuchRoute) => Reply::not_found(),
     }
 }
 
@@ -94,9 +94,9 @@ fn post(hub: &Hub, route: &str, body: &Body) -> Result<Value, Refusal> {
             json!({"ok": true})
         }
         "revoke" => {
-            let key = key_id(required_str(body, "key")?);
-            hub.with_policy(|policy| policy.revoked.insert(key));
-            json!({"ok": true})
+            let closed = hub.revoke(&key_id(required_str(body, "key")?));
+            crate::log(format_args!("admin: revoked a key, closing {closed} session(s)"));
+            json!({"ok": true, "closed": closed})
         }
         "token-ttl" => {
             // Negative values are allowed: they mint already-expired tokens for tests.

@@ -98,9 +98,32 @@ fn string_field(fields: &Fields<'_>, field: &str) -> Result<String, String> {
     }
 }
 
-/// PROTOCOL.md §8: channel names are non-empty and at most 255 bytes.
-pub fn channel_allowed(channel: &str) -> bool {
-    !channel.is_empty() && channel.len() <= MAX_CHANNEL_BYTES
+/// The channel-name rule, as the error message states it.
+pub const CHANNEL_RULE: &str = "channel names are 1 to 255 bytes of ASCII letters, digits and _ - . : /, \
+     do not start or end with a dot and have no empty segment";
+
+/// PROTOCOL.md §8 and the project's shared rule, then project isolation: a token
+/// whose project is P reaches only `project.P.*`. `Err` holds the message of the
+/// `channel_not_allowed` envelope.
+pub fn check_channel(channel: &str, project: Option<&str>) -> Result<(), String> {
+    let allowed_byte = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.' | b':' | b'/');
+    let well_formed = (1..=MAX_CHANNEL_BYTES).contains(&channel.len())
+        && channel.bytes().all(allowed_byte)
+        && !channel.starts_with('.')
+        && !channel.ends_with('.')
+        && !channel.contains("..");
+    if !well_formed {
+        return Err(CHANNEL_RULE.to_string());
+    }
+    let Some(project) = project else {
+        return Err("this token names no project, so it reaches no channel".to_string());
+    };
+    let inside = channel.strip_prefix("project.").and_then(|rest| rest.strip_prefix(project));
+    if inside.is_some_and(|rest| rest.starts_with('.')) {
+        Ok(())
+    } else {
+        Err(format!("this token reaches only channels of its project: project.{project}.<name>"))
+    }
 }
 
 pub fn connected(conn: &str, user: &str) -> String {
@@ -165,16 +188,60 @@ impl BinaryMessage<'_> {
     }
 }
 
-/// The error envelopes of PROTOCOL.md §5 (and the gateway's own `bad_request`).
+/// Who a `rate_limited` budget belongs to.
+#[derive(Debug, PartialEq)]
+pub enum RateScope {
+    /// The admin API's per-channel budget.
+    Channel(String),
+    /// The per-connection budget of frames and bytes (`--max-frames-per-second`...).
+    Connection,
+}
+
+/// The error envelopes of PROTOCOL.md §5, and the gateway's own codes
+/// (docs/GATEWAY.md lists them).
 #[derive(Debug, PartialEq)]
 pub enum GatewayError {
-    BadRequest { message: String },
-    ChannelNotAllowed { channel: String, operation: &'static str },
-    TopicLimitReached { limit: usize, channel: String },
-    InsufficientScope { required: &'static str },
-    RateLimited { retry_ms: u64, channel: String },
-    InvalidPayload { channel: String },
-    DeviceLimitReached { limit: usize },
+    BadRequest {
+        message: String,
+    },
+    ChannelNotAllowed {
+        channel: String,
+        operation: &'static str,
+        message: String,
+    },
+    TopicLimitReached {
+        limit: usize,
+        channel: String,
+    },
+    InsufficientScope {
+        required: &'static str,
+    },
+    RateLimited {
+        retry_ms: u64,
+        scope: RateScope,
+    },
+    InvalidPayload {
+        channel: String,
+    },
+    DeviceLimitReached {
+        limit: usize,
+        message: String,
+    },
+    /// A frame over `--max-message-bytes`, read or about to be relayed.
+    MessageTooLarge {
+        limit: usize,
+        channel: Option<String>,
+    },
+    /// This connection's queue overflowed: `dropped` frames were lost since the last notice.
+    SlowConsumer {
+        dropped: u64,
+        limit: usize,
+    },
+    /// The session's token expired; the gateway closes it after `grace_ms`.
+    TokenExpired {
+        grace_ms: u64,
+    },
+    KeyRevoked,
 }
 
 impl GatewayError {
@@ -187,6 +254,10 @@ impl GatewayError {
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::InvalidPayload { .. } => "invalid_payload",
             GatewayError::DeviceLimitReached { .. } => "device_limit_reached",
+            GatewayError::MessageTooLarge { .. } => "message_too_large",
+            GatewayError::SlowConsumer { .. } => "slow_consumer",
+            GatewayError::TokenExpired { .. } => "token_expired",
+            GatewayError::KeyRevoked => "key_revoked",
         }
     }
 
@@ -196,9 +267,9 @@ impl GatewayError {
             GatewayError::BadRequest { message } => {
                 json!({"type": "error", "error": code, "message": message})
             }
-            GatewayError::ChannelNotAllowed { channel, operation } => json!({
+            GatewayError::ChannelNotAllowed { channel, operation, message } => json!({
                 "type": "error", "error": code, "channel": channel, "operation": operation,
-                "message": "channel names must be 1 to 255 bytes",
+                "message": message,
             }),
             GatewayError::TopicLimitReached { limit, channel } => json!({
                 "type": "error", "error": code, "limit": limit, "channel": channel,
@@ -207,16 +278,44 @@ impl GatewayError {
             GatewayError::InsufficientScope { required } => {
                 json!({"type": "error", "error": code, "required": required})
             }
-            GatewayError::RateLimited { retry_ms, channel } => json!({
+            GatewayError::RateLimited { retry_ms, scope: RateScope::Channel(channel) } => json!({
                 "type": "error", "error": code, "retry_ms": retry_ms, "scope": "channel",
                 "channel": channel,
+            }),
+            GatewayError::RateLimited { retry_ms, scope: RateScope::Connection } => json!({
+                "type": "error", "error": code, "retry_ms": retry_ms, "scope": "connection",
+                "message": "this connection sends faster than the gateway allows; frames wait until retry_ms",
             }),
             GatewayError::InvalidPayload { channel } => json!({
                 "type": "error", "error": code, "channel": channel, "operation": "pub",
             }),
-            GatewayError::DeviceLimitReached { limit } => json!({
-                "type": "error", "error": code, "code": code, "limit": limit,
-                "message": format!("this API key already has {limit} open connection(s)"),
+            GatewayError::DeviceLimitReached { limit, message } => json!({
+                "type": "error", "error": code, "code": code, "limit": limit, "message": message,
+            }),
+            GatewayError::MessageTooLarge { limit, channel } => {
+                let mut envelope = json!({
+                    "type": "error", "error": code, "limit": limit,
+                    "message": format!("frames are limited to {limit} bytes; this one was not relayed"),
+                });
+                if let Some(channel) = channel {
+                    envelope["channel"] = json!(channel);
+                    envelope["operation"] = json!("pub");
+                }
+                envelope
+            }
+            GatewayError::SlowConsumer { dropped, limit } => json!({
+                "type": "error", "error": code, "dropped": dropped, "limit": limit,
+                "message": format!(
+                    "{dropped} message(s) dropped for this connection: it reads slower than its \
+                     channels publish (queue limit {limit} bytes, oldest dropped first)"
+                ),
+            }),
+            GatewayError::TokenExpired { grace_ms } => json!({
+                "type": "error", "error": code, "grace_ms": grace_ms,
+                "message": format!("the token expired; this connection closes in {grace_ms} ms: reconnect with a fresh token"),
+            }),
+            GatewayError::KeyRevoked => json!({
+                "type": "error", "error": code, "message": "the API key of this connection was revoked",
             }),
         };
         envelope.to_string()
@@ -297,10 +396,29 @@ mod tests {
 
     #[test]
     fn channel_names() {
-        assert!(channel_allowed("project.demo.x"));
-        assert!(channel_allowed(&"x".repeat(255)));
-        assert!(!channel_allowed(""));
-        assert!(!channel_allowed(&"x".repeat(256)));
+        let demo = Some("demo");
+        for good in ["project.demo.x", "project.demo.a-b_c:d/e.f", "project.demo.7"] {
+            assert_eq!(check_channel(good, demo), Ok(()), "{good}");
+        }
+        let long = format!("project.demo.{}", "x".repeat(255 - 13));
+        assert_eq!(check_channel(&long, demo), Ok(()));
+        for bad in [
+            String::new(),
+            format!("{long}x"),
+            "project.demo.a b".into(),
+            "project.demo.\u{e9}".into(),
+            "project.demo..x".into(),
+            ".project.demo.x".into(),
+            "project.demo.x.".into(),
+            "project.demo.*".into(),
+        ] {
+            assert_eq!(check_channel(&bad, demo), Err(CHANNEL_RULE.to_string()), "{bad:?}");
+        }
+        for elsewhere in ["project.other.x", "project.demox.y", "project.demo", "demo.x", "x"] {
+            let refused = check_channel(elsewhere, demo).unwrap_err();
+            assert!(refused.contains("project.demo."), "{elsewhere}: {refused}");
+        }
+        assert!(check_channel("project.demo.x", None).is_err());
     }
 
     #[test]
@@ -324,16 +442,28 @@ mod tests {
 
     #[test]
     fn error_shapes() {
-        let error = GatewayError::RateLimited { retry_ms: 5, channel: "c".into() };
+        let error = GatewayError::RateLimited { retry_ms: 5, scope: RateScope::Channel("c".into()) };
         let value: Value = serde_json::from_str(&error.to_json()).unwrap();
         assert_eq!(
             value,
             json!({"type": "error", "error": "rate_limited", "retry_ms": 5, "scope": "channel",
                    "channel": "c"})
         );
-        let error = GatewayError::DeviceLimitReached { limit: 2 };
+        let error = GatewayError::DeviceLimitReached { limit: 2, message: "m".into() };
         let value: Value = serde_json::from_str(&error.to_json()).unwrap();
         assert_eq!(value["code"], "device_limit_reached");
         assert_eq!(value["limit"], 2);
+        let error = GatewayError::MessageTooLarge { limit: 9, channel: Some("c".into()) };
+        let value: Value = serde_json::from_str(&error.to_json()).unwrap();
+        assert_eq!(
+            (&value["error"], &value["limit"], &value["channel"]),
+            (&json!("message_too_large"), &json!(9), &json!("c"))
+        );
+        let value: Value =
+            serde_json::from_str(&GatewayError::SlowConsumer { dropped: 3, limit: 4 }.to_json()).unwrap();
+        assert_eq!(
+            (&value["error"], &value["dropped"], &value["limit"]),
+            (&json!("slow_consumer"), &json!(3), &json!(4))
+        );
     }
 }

@@ -3,23 +3,26 @@
 //!
 //! One mutex guards everything that changes together (connections, channels, rate
 //! windows, policy): every operation is a few map lookups, so contention stays low
-//! and there is no lock ordering to get wrong. Frames reach a connection through its
-//! bounded outbox, filled with `try_send` so a slow reader never blocks a publisher.
+//! and there is no lock ordering to get wrong (an outbox's own lock is only ever
+//! taken inside it, never the other way round). Frames reach a connection through
+//! its outbox, bounded in bytes, so a slow reader never blocks a publisher.
 
 use crate::jwt::{Claims, JwtError, Signer};
+use crate::keys::Keys;
+use crate::limits::Limits;
+use crate::outbox::{GlobalQueue, Outbox};
+use crate::secure::AdminAccess;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-/// Frames waiting for one connection's writer; beyond this they are dropped and counted.
-pub const OUTBOX_CAPACITY: usize = 65_536;
-
 const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// Connections listed in the public `/stats`: the ones that lost the most.
+const PUBLIC_STATS_CONNECTIONS: usize = 100;
 
 pub type ConnId = u64;
 
@@ -32,7 +35,7 @@ pub fn parse_conn_label(label: &str) -> Option<ConnId> {
     label.strip_prefix("c-")?.parse().ok()
 }
 
-/// Counters reported by `GET /_admin/stats`.
+/// Gateway-wide counters, reported by `/stats` and `/_admin/stats`.
 #[derive(Default)]
 pub struct Stats {
     pub connections_total: AtomicU64,
@@ -41,6 +44,14 @@ pub struct Stats {
     pub dropped: AtomicU64,
     pub auth_requests: AtomicU64,
     pub frames_in: AtomicU64,
+    /// Frames refused by a rate budget (per connection or per channel).
+    pub rate_limited: AtomicU64,
+    /// Frames over `--max-message-bytes`, read or about to be relayed.
+    pub oversized: AtomicU64,
+    /// Sessions refused at a connection cap.
+    pub refused_connections: AtomicU64,
+    /// TCP connections shed because too many were still in their handshakes.
+    pub shed_connections: AtomicU64,
 }
 
 impl Stats {
@@ -80,23 +91,37 @@ impl std::fmt::Display for AuthError {
     }
 }
 
-pub struct DeviceLimitReached(pub usize);
+/// A connection cap was reached: `limit` and the message of `device_limit_reached`.
+pub struct DeviceLimitReached {
+    pub limit: usize,
+    pub message: String,
+}
+
 pub struct TopicLimitReached(pub usize);
 pub struct RateLimited {
     pub retry_ms: u64,
 }
 
-/// What a new connection's task owns: its id, its outbox and the admin's kill switch.
+/// Why the hub ends a session from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// The admin's `drop`: cut at once, no close frame.
+    Dropped,
+    /// The key was revoked: told, then closed.
+    Revoked,
+}
+
+/// What a new connection's task owns: its id, its outbox and its kill switch.
 pub struct Registration {
     pub id: ConnId,
-    pub outbox: mpsc::Receiver<Message>,
-    pub kill: oneshot::Receiver<()>,
+    pub outbox: Arc<Outbox>,
+    pub kill: oneshot::Receiver<Kill>,
 }
 
 struct Connection {
     key_id: String,
-    outbox: mpsc::Sender<Message>,
-    kill: oneshot::Sender<()>,
+    outbox: Arc<Outbox>,
+    kill: oneshot::Sender<Kill>,
     channels: HashSet<String>,
 }
 
@@ -108,37 +133,57 @@ struct RateWindow {
 struct State {
     connections: HashMap<ConnId, Connection>,
     /// Channel → subscribers. Ordered so presence lists members stably. A channel
-    /// with no subscribers is removed, so `len()` is the project's channel count.
-    channels: HashMap<String, BTreeMap<ConnId, mpsc::Sender<Message>>>,
+    /// with no subscribers is removed, so `len()` is the number of live channels.
+    channels: HashMap<String, BTreeMap<ConnId, Arc<Outbox>>>,
     rate_windows: HashMap<String, RateWindow>,
     policy: Policy,
 }
 
-pub struct Hub {
+/// How the hub is set up; everything but the limits comes from start-up checks.
+pub struct Setup {
     pub project: String,
-    pub admin_enabled: bool,
+    pub secret: Vec<u8>,
+    pub token_ttl_secs: i64,
+    pub admin: AdminAccess,
+    pub keys: Keys,
+    pub limits: Limits,
+    pub warnings: Vec<String>,
+}
+
+pub struct Hub {
+    /// Project of tokens whose key names none.
+    pub project: String,
+    pub admin: AdminAccess,
+    pub keys: Keys,
+    pub limits: Limits,
+    pub warnings: Vec<String>,
     pub stats: Stats,
     signer: Signer,
     state: Mutex<State>,
     frozen: watch::Sender<bool>,
     next_conn: AtomicU64,
+    queued: Arc<GlobalQueue>,
 }
 
 impl Hub {
-    pub fn new(project: String, secret: &str, token_ttl_secs: i64, admin_enabled: bool) -> Self {
+    pub fn new(setup: Setup) -> Self {
         let policy = Policy {
             device_limits: HashMap::new(),
             rate_limits: HashMap::new(),
             scopes: HashMap::new(),
             revoked: HashSet::new(),
             channel_cap: None,
-            token_ttl_secs,
+            token_ttl_secs: setup.token_ttl_secs,
         };
         Hub {
-            project,
-            admin_enabled,
+            project: setup.project,
+            admin: setup.admin,
+            keys: setup.keys,
+            queued: Arc::new(GlobalQueue::new(setup.limits.queued_bytes_total)),
+            limits: setup.limits,
+            warnings: setup.warnings,
             stats: Stats::default(),
-            signer: Signer::new(secret.as_bytes()),
+            signer: Signer::new(&setup.secret),
             state: Mutex::new(State {
                 connections: HashMap::new(),
                 channels: HashMap::new(),
@@ -173,22 +218,37 @@ impl Hub {
         Ok(claims)
     }
 
+    /// Admits a session under the global cap and its key's cap (the smallest of the
+    /// admin's, the keys file's and `--max-connections-per-key`).
     pub fn register(&self, key_id: &str) -> Result<Registration, DeviceLimitReached> {
         let mut state = self.state();
-        if let Some(&limit) = state.policy.device_limits.get(key_id) {
+        if state.connections.len() >= self.limits.max_connections {
+            Stats::add(&self.stats.refused_connections, 1);
+            let limit = self.limits.max_connections;
+            let message = format!("the gateway already has {limit} open connection(s), its limit");
+            return Err(DeviceLimitReached { limit, message });
+        }
+        let per_key = [
+            state.policy.device_limits.get(key_id).copied(),
+            self.keys.devices(key_id),
+            Some(self.limits.max_connections_per_key).filter(|&limit| limit > 0),
+        ];
+        if let Some(limit) = per_key.into_iter().flatten().min() {
             let open = state.connections.values().filter(|conn| conn.key_id == key_id).count();
             if open >= limit {
-                return Err(DeviceLimitReached(limit));
+                Stats::add(&self.stats.refused_connections, 1);
+                let message = format!("this API key already has {limit} open connection(s)");
+                return Err(DeviceLimitReached { limit, message });
             }
         }
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (outbox_tx, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let outbox = Arc::new(Outbox::new(self.limits.queued_bytes_per_connection, self.queued.clone()));
         let (kill_tx, kill_rx) = oneshot::channel();
         let connection =
-            Connection { key_id: key_id.to_string(), outbox: outbox_tx, kill: kill_tx, channels: HashSet::new() };
+            Connection { key_id: key_id.to_string(), outbox: outbox.clone(), kill: kill_tx, channels: HashSet::new() };
         state.connections.insert(id, connection);
         Stats::add(&self.stats.connections_total, 1);
-        Ok(Registration { id, outbox: outbox_rx, kill: kill_rx })
+        Ok(Registration { id, outbox, kill: kill_rx })
     }
 
     /// Forgets a connection and its subscriptions. Harmless when already forgotten.
@@ -201,7 +261,8 @@ impl Hub {
         }
     }
 
-    /// Subscribes and returns the channel's occupancy afterwards.
+    /// Subscribes and returns the channel's occupancy afterwards. Refused beyond
+    /// `--max-subscriptions` channels per connection, or the admin's channel cap.
     pub fn subscribe(&self, id: ConnId, channel: &str) -> Result<usize, TopicLimitReached> {
         let mut state = self.state();
         let State { connections, channels, policy, .. } = &mut *state;
@@ -209,6 +270,10 @@ impl Hub {
             // Dropped by the admin a moment ago; its task is about to end.
             return Ok(channels.get(channel).map_or(0, BTreeMap::len));
         };
+        let new_here = !connection.channels.contains(channel);
+        if new_here && connection.channels.len() >= self.limits.max_subscriptions {
+            return Err(TopicLimitReached(self.limits.max_subscriptions));
+        }
         if !channels.contains_key(channel) {
             if let Some(cap) = policy.channel_cap {
                 if channels.len() >= cap {
@@ -231,8 +296,8 @@ impl Hub {
         }
     }
 
-    /// Queues `frame` for every subscriber of `channel`, unless the channel's rate
-    /// budget for the current one-second window is spent.
+    /// The one publish path: queues `frame` for every subscriber of `channel`,
+    /// unless the channel's rate budget for the current one-second window is spent.
     pub fn publish(&self, channel: &str, frame: Message) -> Result<(), RateLimited> {
         let mut state = self.state();
         let State { channels, rate_windows, policy, .. } = &mut *state;
@@ -257,15 +322,12 @@ impl Hub {
         self.offer_all(outboxes, &frame)
     }
 
-    fn offer_all<'a>(&self, outboxes: impl Iterator<Item = &'a mpsc::Sender<Message>>, frame: &Message) -> u64 {
+    fn offer_all<'a>(&self, outboxes: impl Iterator<Item = &'a Arc<Outbox>>, frame: &Message) -> u64 {
         let (mut delivered, mut dropped) = (0, 0);
         for outbox in outboxes {
-            match outbox.try_send(frame.clone()) {
-                Ok(()) => delivered += 1,
-                Err(TrySendError::Full(_)) => dropped += 1,
-                // Its task has ended and is unregistering: nobody to count it for.
-                Err(TrySendError::Closed(_)) => {}
-            }
+            let pushed = outbox.push(frame);
+            delivered += u64::from(pushed.queued);
+            dropped += pushed.dropped;
         }
         Stats::add(&self.stats.delivered, delivered);
         Stats::add(&self.stats.dropped, dropped);
@@ -274,15 +336,28 @@ impl Hub {
 
     /// Ends every connection at once, without a close frame. Returns how many.
     pub fn drop_all(&self) -> usize {
+        self.kill_where(Kill::Dropped, |_| true)
+    }
+
+    /// Refuses the key's tokens from now on and closes its live sessions.
+    pub fn revoke(&self, key_id: &str) -> usize {
+        self.with_policy(|policy| policy.revoked.insert(key_id.to_string()));
+        self.kill_where(Kill::Revoked, |connection| connection.key_id == key_id)
+    }
+
+    fn kill_where(&self, kill: Kill, chosen: impl Fn(&Connection) -> bool) -> usize {
         let mut state = self.state();
-        state.channels.clear();
-        let connections = std::mem::take(&mut state.connections);
-        let count = connections.len();
-        for (_, connection) in connections {
-            // Err only when the task already ended on its own.
-            let _ = connection.kill.send(());
+        let ids: Vec<ConnId> = state.connections.iter().filter(|(_, c)| chosen(c)).map(|(&id, _)| id).collect();
+        for id in &ids {
+            if let Some(connection) = state.connections.remove(id) {
+                for channel in &connection.channels {
+                    remove_subscriber(&mut state.channels, channel, *id);
+                }
+                // Err only when the task already ended on its own.
+                let _ = connection.kill.send(kill);
+            }
         }
-        count
+        ids.len()
     }
 
     /// Connection labels subscribed to `channel`, in connection order.
@@ -295,21 +370,77 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    pub fn stats_json(&self) -> Value {
-        let state = self.state();
-        let subscriptions: Map<String, Value> =
-            state.channels.iter().map(|(channel, subscribers)| (channel.clone(), json!(subscribers.len()))).collect();
+    /// The counters every stats view shares.
+    fn totals(&self, state: &State) -> Map<String, Value> {
         let stats = &self.stats;
-        json!({
+        let value = json!({
             "connections": state.connections.len(),
             "connections_total": Stats::get(&stats.connections_total),
-            "subscriptions": subscriptions,
             "published": Stats::get(&stats.published),
             "delivered": Stats::get(&stats.delivered),
             "dropped": Stats::get(&stats.dropped),
             "auth_requests": Stats::get(&stats.auth_requests),
             "frames_in": Stats::get(&stats.frames_in),
-        })
+            "rate_limited": Stats::get(&stats.rate_limited),
+            "oversized": Stats::get(&stats.oversized),
+            "refused_connections": Stats::get(&stats.refused_connections),
+            "shed_connections": Stats::get(&stats.shed_connections),
+            "queued_bytes": self.queued.bytes(),
+            "warnings": self.warnings,
+        });
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!("json! of an object literal"),
+        }
+    }
+
+    /// `GET /_admin/stats`: everything, channel names and full key ids included.
+    pub fn stats_json(&self) -> Value {
+        let state = self.state();
+        let mut stats = self.totals(&state);
+        let subscriptions: Map<String, Value> =
+            state.channels.iter().map(|(channel, subscribers)| (channel.clone(), json!(subscribers.len()))).collect();
+        stats.insert("subscriptions".into(), Value::Object(subscriptions));
+        let mut connections: Vec<(&ConnId, &Connection)> = state.connections.iter().collect();
+        connections.sort_by_key(|(id, _)| **id);
+        let per_connection = connections
+            .into_iter()
+            .map(|(&id, connection)| {
+                json!({
+                    "conn": conn_label(id), "key": connection.key_id, "channels": connection.channels.len(),
+                    "dropped": connection.outbox.dropped(), "queued_bytes": connection.outbox.queued_bytes(),
+                })
+            })
+            .collect();
+        stats.insert("per_connection".into(), Value::Array(per_connection));
+        Value::Object(stats)
+    }
+
+    /// `GET /stats`, open to anyone who reaches the gateway: counters, and the
+    /// connections that lost frames, named by connection id and an 8-digit key-id
+    /// prefix. No channel names, no secrets.
+    pub fn public_stats_json(&self) -> Value {
+        let state = self.state();
+        let mut stats = self.totals(&state);
+        let mut losing: Vec<(ConnId, &Connection)> = state
+            .connections
+            .iter()
+            .map(|(&id, connection)| (id, connection))
+            .filter(|(_, connection)| connection.outbox.dropped() > 0)
+            .collect();
+        losing.sort_by_key(|(id, connection)| (std::cmp::Reverse(connection.outbox.dropped()), *id));
+        let per_connection = losing
+            .into_iter()
+            .take(PUBLIC_STATS_CONNECTIONS)
+            .map(|(id, connection)| {
+                json!({
+                    "conn": conn_label(id), "key": &connection.key_id[..connection.key_id.len().min(8)],
+                    "dropped": connection.outbox.dropped(), "queued_bytes": connection.outbox.queued_bytes(),
+                })
+            })
+            .collect();
+        stats.insert("slow_connections".into(), Value::Array(per_connection));
+        Value::Object(stats)
     }
 
     pub fn set_frozen(&self, frozen: bool) {
@@ -330,11 +461,7 @@ impl Hub {
     }
 }
 
-fn remove_subscriber(
-    channels: &mut HashMap<String, BTreeMap<ConnId, mpsc::Sender<Message>>>,
-    channel: &str,
-    id: ConnId,
-) {
+fn remove_subscriber(channels: &mut HashMap<String, BTreeMap<ConnId, Arc<Outbox>>>, channel: &str, id: ConnId) {
     if let Some(subscribers) = channels.get_mut(channel) {
         subscribers.remove(&id);
         if subscribers.is_empty() {
@@ -369,8 +496,20 @@ fn take_rate_budget(
 mod tests {
     use super::*;
 
+    fn hub_with(limits: Limits) -> Hub {
+        Hub::new(Setup {
+            project: "demo".into(),
+            secret: b"secret".to_vec(),
+            token_ttl_secs: 600,
+            admin: AdminAccess::new(true, None),
+            keys: Keys::AnyDeveloperKey,
+            limits,
+            warnings: Vec::new(),
+        })
+    }
+
     fn hub() -> Hub {
-        Hub::new("demo".into(), "secret", 600, true)
+        hub_with(Limits::default())
     }
 
     #[test]
@@ -404,44 +543,58 @@ mod tests {
     }
 
     #[test]
-    fn limits_devices_and_channels() {
-        let hub = hub();
+    fn limits_devices_connections_and_channels() {
+        let hub = hub_with(Limits { max_connections: 2, ..Limits::default() });
         hub.with_policy(|policy| {
             policy.device_limits.insert("k".into(), 1);
             policy.channel_cap = Some(1);
         });
         let first = hub.register("k").ok().unwrap();
-        assert!(matches!(hub.register("k"), Err(DeviceLimitReached(1))));
+        assert!(matches!(hub.register("k"), Err(DeviceLimitReached { limit: 1, .. })));
         assert!(hub.register("other").is_ok());
         assert!(hub.subscribe(first.id, "a").is_ok());
         assert!(matches!(hub.subscribe(first.id, "b"), Err(TopicLimitReached(1))));
         hub.unregister(first.id);
         assert!(hub.register("k").is_ok());
+        assert!(matches!(hub.register("third"), Err(DeviceLimitReached { limit: 2, .. })), "global cap");
+        let few = hub_with(Limits { max_subscriptions: 2, ..Limits::default() });
+        let conn = few.register("k").ok().unwrap();
+        assert!(few.subscribe(conn.id, "a").is_ok() && few.subscribe(conn.id, "b").is_ok());
+        assert!(matches!(few.subscribe(conn.id, "c"), Err(TopicLimitReached(2))));
+        assert!(few.subscribe(conn.id, "a").is_ok(), "an existing subscription is no new one");
+        assert_eq!(hub.stats_json()["refused_connections"], 2);
     }
 
     #[test]
-    fn full_outboxes_drop_and_count() {
-        let hub = hub();
+    fn full_outboxes_drop_the_oldest_and_count() {
+        let hub = hub_with(Limits { queued_bytes_per_connection: 10, ..Limits::default() });
         let subscriber = hub.register("k").ok().unwrap();
         hub.subscribe(subscriber.id, "ch").ok().unwrap();
-        for _ in 0..OUTBOX_CAPACITY + 3 {
+        for _ in 0..13 {
             assert!(hub.publish("ch", Message::text("x")).is_ok());
         }
         let stats = hub.stats_json();
-        assert_eq!(stats["delivered"], json!(OUTBOX_CAPACITY));
-        assert_eq!(stats["dropped"], json!(3));
-        assert_eq!(stats["published"], json!(OUTBOX_CAPACITY + 3));
+        assert_eq!((&stats["delivered"], &stats["dropped"], &stats["published"]), (&json!(13), &json!(3), &json!(13)));
+        assert_eq!(stats["queued_bytes"], 10);
+        let public = hub.public_stats_json();
+        assert_eq!(public["slow_connections"][0]["dropped"], 3);
+        assert_eq!(public["slow_connections"][0]["key"].as_str().map(str::len), Some(1), "key id prefix only");
+        assert!(public.get("subscriptions").is_none(), "no channel names in the public view");
     }
 
     #[test]
-    fn drop_all_fires_every_kill_switch() {
+    fn drop_all_and_revoke_fire_kill_switches() {
         let hub = hub();
         let mut first = hub.register("k").ok().unwrap();
         let mut second = hub.register("k").ok().unwrap();
+        let mut other = hub.register("other").ok().unwrap();
         hub.subscribe(first.id, "ch").ok().unwrap();
+        assert_eq!(hub.revoke("other"), 1);
+        assert_eq!(other.kill.try_recv(), Ok(Kill::Revoked));
+        assert!(matches!(hub.authorize("x"), Err(AuthError::Token(_))));
         assert_eq!(hub.drop_all(), 2);
-        assert!(first.kill.try_recv().is_ok());
-        assert!(second.kill.try_recv().is_ok());
+        assert_eq!(first.kill.try_recv(), Ok(Kill::Dropped));
+        assert_eq!(second.kill.try_recv(), Ok(Kill::Dropped));
         assert_eq!(hub.stats_json()["connections"], json!(0));
         assert!(hub.members("ch").is_empty());
     }

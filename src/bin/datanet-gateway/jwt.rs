@@ -22,6 +22,8 @@ pub struct Claims {
     pub sub: String,
     pub pid: Option<String>,
     pub scopes: Vec<String>,
+    /// Expiry, seconds since the Unix epoch: the session is told and closed then.
+    pub exp: i64,
 }
 
 impl Claims {
@@ -95,7 +97,8 @@ impl Signer {
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
             Some(_) => return Err(JwtError::Malformed),
         };
-        Ok(Claims { sub: sub.to_string(), pid: claims.get("pid").and_then(Value::as_str).map(str::to_string), scopes })
+        let pid = claims.get("pid").and_then(Value::as_str).map(str::to_string);
+        Ok(Claims { sub: sub.to_string(), pid, scopes, exp })
     }
 }
 
@@ -125,6 +128,7 @@ mod tests {
         assert_eq!(verified.pid.as_deref(), Some("demo"));
         assert!(verified.has_scope("sub"));
         assert!(!verified.has_scope("pub"));
+        assert_eq!(verified.exp, 100);
     }
 
     #[test]

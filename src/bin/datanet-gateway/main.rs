@@ -1,7 +1,8 @@
-//! `datanet-gateway`: a local DataNet gateway for development, LAN-only shows and
+//! `datanet-gateway`: a local DataNet gateway for development, LAN shows and
 //! tests. It implements the server side of PROTOCOL.md (token issue, `/ws` with the
 //! bearer subprotocol, envelopes and acks, presence, the error codes) plus test
-//! controls under `/_admin/`. A development tool: never linked into the library.
+//! controls under `/_admin/`. Secure by default off loopback, fair under load,
+//! bounded in bytes (docs/GATEWAY.md). Never linked into the library.
 
 mod admin;
 mod cli;
@@ -9,38 +10,52 @@ mod envelope;
 mod http;
 mod hub;
 mod jwt;
+mod keys;
+mod limits;
+mod net;
+mod outbox;
 mod rest;
+mod secure;
 mod session;
+mod throttle;
+mod tls;
 
-use http::{ReadError, Response};
-use hub::Hub;
+use hub::{Hub, Setup};
+use keys::Keys;
+use secure::AdminAccess;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::net::{TcpListener, TcpStream};
+use std::time::{SystemTime, UNIX_EPOCH};
+use throttle::Throttle;
+use tokio::net::TcpListener;
 
-/// A client that has not sent a whole request by then is hung up on.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pause after a failed accept (e.g. out of file descriptors) before the next one.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+const SECRET_VARIABLE: &str = "DATANET_GATEWAY_SECRET";
 
 fn main() -> ExitCode {
     let options = match cli::parse(std::env::args().skip(1)) {
-        Ok(cli::Command::Run(options)) => options,
+        Ok(cli::Command::Run(options)) => *options,
         Ok(cli::Command::Help) => {
-            println!("{}", cli::USAGE);
+            println!("{}", cli::usage());
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("datanet-gateway: {message}\n\n{}", cli::USAGE);
+            eprintln!("datanet-gateway: {message}\n\n{}", cli::usage());
+            return ExitCode::from(2);
+        }
+    };
+    let prepared = prepare(&options);
+    let (setup, tls) = match prepared {
+        Ok(prepared) => prepared,
+        Err(message) => {
+            eprintln!("datanet-gateway: {message}");
             return ExitCode::from(2);
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     let result = match runtime {
-        Ok(runtime) => runtime.block_on(serve(options)),
+        Ok(runtime) => runtime.block_on(serve(options, setup, tls)),
         Err(error) => Err(error),
     };
     match result {
@@ -52,62 +67,64 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(options: cli::Options) -> std::io::Result<()> {
+/// Everything checked before binding: the LAN rules, secrets, keys, TLS files.
+fn prepare(options: &cli::Options) -> Result<(Setup, Option<tokio_rustls::TlsAcceptor>), String> {
+    let warnings = secure::check(options)?;
+    let secret = secure::token_secret(&options.secret, std::env::var(SECRET_VARIABLE).ok())?;
+    let keys = match &options.keys_file {
+        None => Keys::AnyDeveloperKey,
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|error| format!("--keys-file {}: {error}", path.display()))?;
+            Keys::parse(&text).map_err(|why| format!("--keys-file {}: {why}", path.display()))?
+        }
+    };
+    let admin_token = match &options.admin_token_file {
+        None => None,
+        Some(path) => Some(secure::read_secret_file(path, "--admin-token-file")?),
+    };
+    let tls = match (&options.tls_cert, &options.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let setup = Setup {
+        project: options.project.clone(),
+        secret,
+        token_ttl_secs: options.token_ttl_secs,
+        admin: AdminAccess::new(options.admin, admin_token.as_deref()),
+        keys,
+        limits: options.limits.clone(),
+        warnings,
+    };
+    Ok((setup, tls))
+}
+
+async fn serve(options: cli::Options, setup: Setup, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<()> {
     let listener = TcpListener::bind((options.host.as_str(), options.port)).await?;
     let address = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // The first stdout line is a contract: test harnesses read the real port from it.
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "datanet-gateway listening on http://{address}")?;
+    writeln!(stdout, "datanet-gateway listening on {scheme}://{address}")?;
     stdout.flush()?;
     drop(stdout);
-
-    let hub = Arc::new(Hub::new(options.project, &options.secret, options.token_ttl_secs, options.admin));
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                // Envelopes are small and latency matters more than packet count.
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(handle_connection(hub.clone(), stream, peer));
-            }
-            Err(error) => {
-                log(format_args!("accept failed: {error}"));
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-            }
-        }
+    for warning in &setup.warnings {
+        log(format_args!("warning: {warning}"));
     }
+    net::accept_loop(Arc::new(Hub::new(setup)), listener, tls).await;
+    Ok(())
 }
 
-/// Reads one request and routes it. Admin requests are answered even while the
-/// gateway is frozen; everything else waits for the thaw.
-async fn handle_connection(hub: Arc<Hub>, mut stream: TcpStream, peer: SocketAddr) {
-    let (request, early_frames) = match tokio::time::timeout(REQUEST_TIMEOUT, http::read_request(&mut stream)).await {
-        Ok(Ok(parsed)) => parsed,
-        Ok(Err(error)) => return refuse(stream, peer, &error).await,
-        Err(_elapsed) => return,
-    };
-    if request.path.starts_with("/_admin/") {
-        let response = if hub.admin_enabled { admin::handle(&hub, &request) } else { Response::not_found() };
-        return response.send(stream).await;
-    }
-    hub.wait_until_thawed().await;
-    match (request.method.as_str(), request.path.as_str()) {
-        ("POST", "/auth/token") => rest::issue_token(&hub, &request).send(stream).await,
-        ("GET", "/presence") => rest::presence(&hub, &request).send(stream).await,
-        ("GET", "/ws") => session::serve(hub, stream, request, early_frames, peer).await,
-        _ => Response::not_found().send(stream).await,
-    }
-}
-
-async fn refuse(stream: TcpStream, peer: SocketAddr, error: &ReadError) {
-    if let Some(response) = Response::for_read_error(error) {
-        log(format_args!("bad request from {peer}: {error:?}"));
-        response.send(stream).await;
-    }
-}
-
-/// One line on stderr. Callers never pass API keys or tokens.
+/// One line on stderr. Callers never pass API keys, tokens or secrets.
 pub fn log(line: std::fmt::Arguments<'_>) {
     eprintln!("datanet-gateway: {line}");
+}
+
+/// Warnings any peer can provoke before it has a session: one line per interval.
+static PEER_WARNINGS: Throttle = Throttle::new();
+
+pub fn warn_peer(peer: SocketAddr, what: &str) {
+    PEER_WARNINGS.warn_with("peers", what, &format!("from {}", peer.ip()));
 }
 
 pub fn unix_now_ms() -> u64 {
