@@ -5,6 +5,7 @@ Paste this file into a Text DAT named ``DataNet``. Then, from any DAT:
     dn = op('DataNet').module          # or: op('DataNet').module.datanet
     dn.connect('ak_your_key')          # returns at once; connects in the background
     dn.subscribe('project.abc.sensor', lambda channel, data, from_, ts: print(data))
+    dn.subscribe('project.abc.knob', on_knob, latest=True)   # newest per frame only
 
 and poll once per frame from an Execute DAT:
 
@@ -16,17 +17,22 @@ and poll once per frame from an Execute DAT:
             op('values').cook(force=True)
 
 The socket lives in the native library on its own thread; this module only makes
-one library call per frame to drain a batch of events, and dispatches the Python
-callbacks on the calling (main) thread. It uses the standard library and ctypes
-only, starts no threads, and never lets the library call back into Python.
+one library call per frame to drain a batch of events, turns a frame's JSON
+messages into Python objects with one C-level call (a data-only pickle the library
+writes), and dispatches the Python
+callbacks on the calling (main) thread. Channels without callbacks cost nothing
+per message here: the table rows and CHOP values come from the library, already
+prepared. It uses the standard library and ctypes only (numpy when present),
+starts no threads, and never lets the library call back into Python.
 """
 
 import builtins
-import collections
 import ctypes
+import io
 import json
 import math
 import os
+import pickle
 import re
 import struct
 import sys
@@ -36,7 +42,7 @@ import types
 __version__ = "0.1.0"
 
 #: The C ABI this file speaks (``DN_ABI_VERSION`` in include/datanet.h).
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 DEFAULT_API_URL = "https://api.datanet.art"
 DEFAULT_WS_URL = "wss://ws.datanet.art"
@@ -55,18 +61,16 @@ _ERROR_CODES = {
     -7: "internal_error",
 }
 _EVENT_JSON, _EVENT_BINARY, _EVENT_CONNECTED, _EVENT_DISCONNECTED = 1, 2, 3, 4
-_EVENT_ERROR, _EVENT_SUB_ACK, _EVENT_PRESENCE = 5, 6, 7
+_EVENT_ERROR, _EVENT_SUB_ACK, _EVENT_PRESENCE, _EVENT_MESSAGES_PICKLE = 5, 6, 7, 9
 _FLAG_RAW, _FLAG_ERROR = 1, 2
-_HEADER = struct.Struct("<IBBHqIIIII")
+_POLL_GROUP_PICKLE = 2
+_DELIVER_EVERY, _DELIVER_LATEST, _DELIVER_STORE_ONLY = 0, 1, 2
+_HEADER = struct.Struct("<IBBHqIIIIII")
 _GENERATION_NONE = (1 << 64) - 1
+_ROW_SEPARATOR, _CELL_SEPARATOR = "\x1e", "\x1f"
 
 EVENTS = ("connect", "disconnect", "error", "presence")
 TABLE_HEADER = ["channel", "data", "from", "timestamp"]
-#: Rows kept for update_table between calls; older ones are not shown (the
-#: messages themselves were still delivered to callbacks and counted).
-ROW_HISTORY = 1000
-#: Longest text put in one table cell.
-MAX_CELL_CHARS = 4096
 
 # Everything that must survive TouchDesigner re-running this file when its text
 # changes: the loaded library, the native handles, and every instance's callbacks.
@@ -109,13 +113,18 @@ class DataNetError(Exception):
         return {k: getattr(self, k) for k in self.FIELDS}
 
 
+_UNPARSED = object()
+
+
 class Message:
     """One received message. ``data`` is the JSON value (parsed on first access)
     or the bytes of a binary message."""
 
     __slots__ = ("kind", "channel", "from_", "timestamp", "content_type", "metadata", "raw", "_payload", "_value")
 
-    def __init__(self, kind, channel, from_, timestamp, payload, content_type=None, metadata=None, raw=False):
+    def __init__(self, kind, channel, from_, timestamp, payload, content_type=None, metadata=None, raw=False,
+                 value=_UNPARSED):
+        # ``value``: the JSON value when it was already parsed.
         self.kind = kind
         self.channel = channel
         self.from_ = from_
@@ -124,7 +133,7 @@ class Message:
         self.metadata = metadata
         self.raw = raw
         self._payload = payload
-        self._value = _UNPARSED
+        self._value = value
 
     @property
     def data(self):
@@ -136,7 +145,7 @@ class Message:
 
     @property
     def text(self):
-        """The JSON text as received (JSON messages only)."""
+        """The JSON text exactly as the publisher sent it (JSON messages only)."""
         return self._payload if self.kind == "json" else None
 
     @property
@@ -152,9 +161,6 @@ class Message:
         return "Message(%s %s from %s at %s)" % (self.kind, self.channel, self.from_, self.timestamp)
 
 
-_UNPARSED = object()
-
-
 def _shared_struct(cls):
     """The loaded library's signatures name its structure classes, and ctypes
     refuses a look-alike: every run of this file must use the classes of the run
@@ -165,14 +171,26 @@ def _shared_struct(cls):
 @_shared_struct
 class _ValuesInfo(ctypes.Structure):
     _fields_ = [("generation", ctypes.c_uint64), ("version", ctypes.c_uint64),
-                ("count", ctypes.c_size_t), ("names_len", ctypes.c_size_t)]
+                ("count", ctypes.c_uint64), ("names_len", ctypes.c_uint64)]
+
+
+@_shared_struct
+class _PollInfo(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint64), ("events", ctypes.c_uint32), ("records", ctypes.c_uint32),
+                ("pending", ctypes.c_uint64), ("values_version", ctypes.c_uint64), ("row_seq", ctypes.c_uint64)]
+
+
+@_shared_struct
+class _RowsInfo(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint64), ("rows", ctypes.c_uint32), ("reserved", ctypes.c_uint32),
+                ("newest_seq", ctypes.c_uint64), ("skipped", ctypes.c_uint64)]
 
 
 @_shared_struct
 class _ArtDmx(ctypes.Structure):
     _fields_ = [("universe", ctypes.c_uint8), ("subnet", ctypes.c_uint8), ("net", ctypes.c_uint8),
-                ("sequence", ctypes.c_uint8), ("physical", ctypes.c_uint8), ("port_address", ctypes.c_uint16),
-                ("length", ctypes.c_size_t)]
+                ("sequence", ctypes.c_uint8), ("physical", ctypes.c_uint8), ("reserved", ctypes.c_uint8),
+                ("port_address", ctypes.c_uint16), ("length", ctypes.c_uint32)]
 
 
 # ---------------------------------------------------------------------------
@@ -238,9 +256,11 @@ def _declare(lib):
         "dn_disconnect": (i32, [u64]),
         "dn_subscribe": (i32, [u64, text]),
         "dn_unsubscribe": (i32, [u64, text]),
+        "dn_set_delivery": (i32, [u64, text, c.c_uint32]),
         "dn_publish_json": (i32, [u64, text, text]),
         "dn_publish_binary": (i32, [u64, text, c.c_char_p, size, text, text]),
-        "dn_poll": (i32, [u64, c.c_void_p, size, c.c_uint32, c.POINTER(size), c.POINTER(c.c_uint32)]),
+        "dn_poll": (i32, [u64, c.c_void_p, size, c.c_uint32, c.c_uint32, c.POINTER(_PollInfo)]),
+        "dn_rows": (i32, [u64, u64, c.c_uint32, c.c_void_p, size, c.POINTER(_RowsInfo)]),
         "dn_values": (i32, [u64, u64, c.POINTER(c.c_double), size, c.c_void_p, size, c.POINTER(_ValuesInfo)]),
         "dn_value": (i32, [u64, text, text, c.POINTER(c.c_double)]),
         "dn_last_message": (i32, [u64, text, c.c_void_p, size, c.POINTER(size)]),
@@ -329,12 +349,13 @@ def _check(lib, rc):
 def _bytes_out(lib, call, capacity, missing=False):
     """Runs a library call that writes to (out, cap, *out_len), growing the buffer
     once when it is too small; returns the bytes written (text without its NUL).
-    With ``missing``, DN_ERR_NOT_FOUND returns None instead of raising."""
+    *out_len is the output's length without a NUL either way, so a retry asks for
+    one byte more. With ``missing``, DN_ERR_NOT_FOUND returns None instead of raising."""
     out, length = ctypes.create_string_buffer(capacity), ctypes.c_size_t()
     rc = call(out, capacity, ctypes.byref(length))
     if rc == _ERR_BUFFER_TOO_SMALL:
-        out = ctypes.create_string_buffer(length.value)
-        rc = call(out, length.value, ctypes.byref(length))
+        out = ctypes.create_string_buffer(length.value + 1)
+        rc = call(out, length.value + 1, ctypes.byref(length))
     if missing and rc == _ERR_NOT_FOUND:
         return None
     _check(lib, rc)
@@ -354,12 +375,13 @@ def _c_text(value, what):
 
 
 def _records(data):
-    """Yields (kind, flags, ts, channel, from_, content_type, meta, payload) per record."""
+    """Yields (kind, flags, ts, replaced, channel, from_, content_type, meta, payload)
+    per record; meta and payload stay bytes."""
     at, end = 0, len(data)
     unpack = _HEADER.unpack_from
     header_len = _HEADER.size
     while at < end:
-        length, kind, flags, _, ts, cl, fl, tl, ml, pl = unpack(data, at)
+        length, kind, flags, _, ts, replaced, cl, fl, tl, ml, pl = unpack(data, at)
         p = at + header_len
         channel = data[p:p + cl].decode("utf-8")
         p += cl
@@ -370,11 +392,26 @@ def _records(data):
         meta = data[p:p + ml]
         p += ml
         payload = data[p:p + pl]
-        yield kind, flags, ts, channel, from_, content_type, meta, payload
+        yield kind, flags, ts, replaced, channel, from_, content_type, meta, payload
         at += length
 
 
-def _message_from_record(kind, flags, ts, channel, from_, content_type, meta, payload):
+class _DataOnly(pickle.Unpickler):
+    """Reads the library's message batches: data only (list, dict, str, int, float,
+    bool, None). The library never writes an opcode that imports or calls anything;
+    this refuses one all the same."""
+
+    def find_class(self, module, name):
+        raise DataNetError("internal_error", "unexpected global %s.%s in a message batch" % (module, name))
+
+
+def _messages(payload):
+    """[[channel, from, ts, data, replaced], ...] of a DN_EVENT_MESSAGES_PICKLE
+    record: one C-level call builds the whole frame's objects."""
+    return _DataOnly(io.BytesIO(payload)).load()
+
+
+def _message_from_record(kind, flags, ts, replaced, channel, from_, content_type, meta, payload):
     if kind == _EVENT_JSON:
         return Message("json", channel, from_, ts, payload.decode("utf-8"))
     metadata = {"raw": True} if flags & _FLAG_RAW else (json.loads(meta) if meta else None)
@@ -480,6 +517,37 @@ def base64_decode(text):
     return _bytes_out(lib, lambda out, cap, n: lib.dn_base64_decode(encoded, out, cap, n), len(encoded))
 
 
+def _chop_layout(pairs, wanted, strip_prefix):
+    """(indices into the values, CHOP channel names) for the names ``pairs``,
+    limited to the DataNet channels ``wanted``; duplicate names get _2, _3..."""
+    indices, names, used = [], [], set()
+    for index, (channel, key) in enumerate(pairs):
+        if wanted is not None and channel not in wanted:
+            continue
+        name = base = chop_channel_name(channel, key, strip_prefix)
+        suffix = 2
+        while name in used:
+            name, suffix = "%s_%d" % (base, suffix), suffix + 1
+        used.add(name)
+        indices.append(index)
+        names.append(name)
+    return tuple(indices), tuple(names)
+
+
+try:  # TouchDesigner ships numpy; stdlib alone works too
+    import numpy as _numpy
+except ImportError:
+    _numpy = None
+
+
+def _gather(values, count, indices):
+    """The values at ``indices`` of a ctypes double array: one numpy call when
+    numpy is there, a list comprehension otherwise."""
+    if _numpy is not None and indices:
+        return _numpy.frombuffer(values, dtype=_numpy.float64, count=count).take(indices).tolist()
+    return [values[i] for i in indices]
+
+
 def _chop_values(chop):
     """(names, first-sample values) of a CHOP's channels."""
     channels = chop.chans()
@@ -495,20 +563,34 @@ def _new_state():
         "lib": None,
         "handle": None,
         "config": None,
-        "subscribers": {},  # channel -> list of (kind, callback, content_type)
+        "subscribers": {},  # channel -> list of (kind, callback, content_type); kind json|latest|binary|any
+        "routes": {},  # channel -> (every, latest, any) callbacks, derived from subscribers
+        "delivery": {},  # channel -> the native delivery mode set for it
+        "group_json": True,  # group a poll's JSON messages; False while a subscribe_any needs each text
         "handlers": {event: [] for event in EVENTS},
-        "rows": collections.deque(maxlen=ROW_HISTORY),  # (seq, row)
-        "row_seq": 0,
-        "table_cursors": {},  # table key -> last seq shown
+        "row_seq": 0,  # newest table row, from the last poll
+        "table_cursors": {},  # table key -> newest row shown
+        "table_counts": {},  # table key -> [rows shown, rows not shown]
         "occupancy": {},
-        "values_dirty": False,
-        "chop": {"generation": _GENERATION_NONE, "pairs": [], "layouts": {}},
+        "values_version": 0,  # of the native last values, from the last poll
+        "chop": {"generation": _GENERATION_NONE, "pairs": [], "layouts": {}, "written": {},
+                 "version": None},
         "callback_errors": 0,
         "poll_buffer": ctypes.create_string_buffer(1 << 20),
+        "poll_info": _PollInfo(),
+        "rows_buffer": ctypes.create_string_buffer(1 << 16),
+        "rows_info": _RowsInfo(),
         "values": (ctypes.c_double * 0)(),
         "names": ctypes.create_string_buffer(1 << 16),
         "last_status": None,
     }
+
+
+# A re-run of a newer copy of this file finds the older runs' states: give them
+# what they lack.
+for _old_state in _runtime.instances.values():
+    for _key, _default in _new_state().items():
+        _old_state.setdefault(_key, _default)
 
 
 class DataNet:
@@ -548,11 +630,13 @@ class DataNet:
         self.disconnect()
         handle = ctypes.c_uint64()
         _check(lib, lib.dn_client_new(_c_text(config_text, "config"), ctypes.byref(handle)))
-        st.update(lib=lib, handle=handle.value, config=config_text)
-        st["chop"]["generation"] = _GENERATION_NONE
+        st.update(lib=lib, handle=handle.value, config=config_text, row_seq=0, values_version=0)
+        st["chop"].update(generation=_GENERATION_NONE, written={}, version=None)
+        st["delivery"].clear()
         for channel, entries in st["subscribers"].items():
             for _ in entries:
                 _check(lib, lib.dn_subscribe(st["handle"], _c_text(channel, "channel")))
+            self._routes_changed(channel)
         _check(lib, lib.dn_connect(st["handle"]))
 
     def disconnect(self):
@@ -581,11 +665,16 @@ class DataNet:
 
     # -- subscriptions -------------------------------------------------------
 
-    def subscribe(self, channel, callback=None):
+    def subscribe(self, channel, callback=None, latest=False):
         """``callback(channel, data, from_, timestamp)`` for every JSON message.
-        Without a callback the channel still fills update_table and update_chop,
-        and its messages are never parsed in Python."""
-        self._add_subscriber(channel, "json", callback, None)
+        With ``latest=True`` the callback runs at most once per poll for the channel,
+        with the newest message and how many older ones it replaced:
+        ``callback(channel, data, from_, timestamp, replaced)``; its cost grows with
+        channels, not messages. Without a callback the channel still fills
+        update_table and update_chop, and its messages never reach Python."""
+        if latest and callback is None:
+            raise DataNetError("invalid_argument", "latest=True needs a callback")
+        self._add_subscriber(channel, "latest" if latest else "json", callback, None)
         return callback
 
     def subscribe_binary(self, channel, callback, content_type=None):
@@ -615,6 +704,7 @@ class DataNet:
         if st["handle"] is not None:
             for _ in removed:
                 _check(st["lib"], st["lib"].dn_unsubscribe(st["handle"], _c_text(channel, "channel")))
+        self._routes_changed(channel)
         return len(removed)
 
     def _add_subscriber(self, channel, kind, callback, content_type):
@@ -635,6 +725,34 @@ class DataNet:
         else:
             _c_text(channel, "channel")
         entries.append(entry)
+        self._routes_changed(channel)
+
+    def _routes_changed(self, channel):
+        """Recomputes who gets a channel's messages, and tells the library how much
+        of the channel this side needs: every message, the newest per poll, or
+        nothing (the table and CHOP read the library directly)."""
+        st = self._state
+        entries = st["subscribers"].get(channel, ())
+        every = tuple(cb for kind, cb, _ in entries if kind == "json" and cb is not None)
+        latest = tuple(cb for kind, cb, _ in entries if kind == "latest")
+        anys = tuple(cb for kind, cb, _ in entries if kind == "any")
+        binary = tuple((cb, ct) for kind, cb, ct in entries if kind == "binary")
+        if entries:
+            st["routes"][channel] = (every, latest, anys, binary)
+        else:
+            st["routes"].pop(channel, None)
+        st["group_json"] = not any(route[2] for route in st["routes"].values())
+        if every or anys or binary:
+            mode = _DELIVER_EVERY
+        elif latest:
+            mode = _DELIVER_LATEST
+        else:
+            mode = _DELIVER_STORE_ONLY
+        if not entries:
+            st["delivery"].pop(channel, None)
+        elif st["handle"] is not None and st["delivery"].get(channel) != mode:
+            _check(st["lib"], st["lib"].dn_set_delivery(st["handle"], _c_text(channel, "channel"), mode))
+            st["delivery"][channel] = mode
 
     def subscriptions(self):
         """The channels with at least one subscriber."""
@@ -734,52 +852,91 @@ class DataNet:
         """Drains a batch of events with one library call and dispatches the
         callbacks here, on the calling thread. Returns how many events it handled.
         At most ``max_events`` (default: the config's ``max_events_per_poll``);
-        the rest wait for the next frame."""
+        the rest wait for the next frame. A frame's JSON messages become Python
+        objects with one C-level call; channels without callbacks send nothing here."""
         st = self._state
         if st["handle"] is None:
             return 0
-        lib, buf = st["lib"], st["poll_buffer"]
-        length, count = ctypes.c_size_t(), ctypes.c_uint32()
+        lib, buf, info = st["lib"], st["poll_buffer"], st["poll_info"]
         limit = 0 if max_events is None else max(1, int(max_events))
-        rc = lib.dn_poll(st["handle"], buf, len(buf), limit, ctypes.byref(length), ctypes.byref(count))
+        flags = _POLL_GROUP_PICKLE if st["group_json"] else 0
+        rc = lib.dn_poll(st["handle"], buf, len(buf), limit, flags, ctypes.byref(info))
         if rc == _ERR_BUFFER_TOO_SMALL:
-            buf = st["poll_buffer"] = ctypes.create_string_buffer(max(length.value, 2 * len(buf)))
-            rc = lib.dn_poll(st["handle"], buf, len(buf), limit, ctypes.byref(length), ctypes.byref(count))
+            buf = st["poll_buffer"] = ctypes.create_string_buffer(max(info.len, 2 * len(buf)))
+            rc = lib.dn_poll(st["handle"], buf, len(buf), limit, flags, ctypes.byref(info))
         _check(lib, rc)
-        if not count.value:
+        st["values_version"] = info.values_version
+        st["row_seq"] = info.row_seq
+        if not info.records:
             return 0
-        for record in _records(ctypes.string_at(buf, length.value)):
-            self._dispatch(st, *record)
-        return count.value
+        data = ctypes.string_at(buf, info.len)
+        newest = {}
+        if info.records == 1 and data[4] == _EVENT_MESSAGES_PICKLE:
+            self._dispatch_json(st, _messages(data[_HEADER.size:]), newest)
+        else:
+            for record in _records(data):
+                self._dispatch(st, newest, *record)
+        if newest:
+            self._run_latest(st, newest)
+        return info.events
 
-    def _dispatch(self, st, kind, flags, ts, channel, from_, content_type, meta, payload):
-        if kind == _EVENT_JSON:
-            text = payload.decode("utf-8")
-            st["values_dirty"] = True
-            self._add_row(st, channel, text, from_, ts)
-            entries = st["subscribers"].get(channel)
-            if entries:
-                message = Message("json", channel, from_, ts, text)
-                for entry_kind, callback, _ in entries:
-                    if callback is None:
-                        continue
-                    if entry_kind == "json":
-                        self._call(callback, channel, message.data, from_, ts)
-                    elif entry_kind == "any":
-                        self._call(callback, message)
+    def _dispatch_json(self, st, messages, newest, text=None):
+        """Runs the callbacks of [channel, from, ts, data, replaced] messages; the
+        newest message of each channel with latest-callbacks is collected in
+        ``newest`` for the end of the poll. ``text``: the JSON text of a single
+        message, for subscribe_any."""
+        routes = st["routes"]
+        for channel, from_, ts, data, replaced in messages:
+            route = routes.get(channel)
+            if route is None:
+                continue
+            every, latest, anys, _ = route
+            for callback in every:
+                try:
+                    callback(channel, data, from_, ts)
+                except Exception:
+                    self._callback_failed(callback)
+            if anys:
+                message = Message("json", channel, from_, ts, text, value=data)
+                for callback in anys:
+                    self._call(callback, message)
+            if latest:
+                older = newest.get(channel)
+                if older is not None:
+                    replaced += older[3] + 1
+                newest[channel] = (data, from_, ts, replaced)
+
+    def _run_latest(self, st, newest):
+        routes = st["routes"]
+        for channel, (data, from_, ts, replaced) in newest.items():
+            route = routes.get(channel)
+            for callback in route[1] if route else ():
+                self._call(callback, channel, data, from_, ts, replaced)
+
+    def _dispatch(self, st, newest, kind, flags, ts, replaced, channel, from_, content_type, meta, payload):
+        if kind == _EVENT_MESSAGES_PICKLE:
+            self._dispatch_json(st, _messages(payload), newest)
+        elif kind == _EVENT_JSON:
+            # One message per record: only while a subscribe_any wants each text.
+            route = st["routes"].get(channel)
+            if route is not None:
+                text = payload.decode("utf-8")
+                data = json.loads(text) if route[0] or route[1] else _UNPARSED
+                self._dispatch_json(st, [(channel, from_, ts, data, replaced)], newest, text)
         elif kind == _EVENT_BINARY:
-            st["values_dirty"] = True
-            message = _message_from_record(kind, flags, ts, channel, from_, content_type, meta, payload)
-            self._add_row(st, channel, "<%s, %d bytes>" % (content_type, len(payload)), from_, ts)
-            targets = list(st["subscribers"]) if message.raw else [channel]
+            message = _message_from_record(kind, flags, ts, replaced, channel, from_, content_type, meta, payload)
+            targets = list(st["routes"]) if message.raw else [channel]
             for target in targets:
-                for entry_kind, callback, wanted_type in st["subscribers"].get(target, ()):
-                    delivered = message if target == message.channel else Message(
-                        "binary", target, from_, ts, message.data, content_type, message.metadata, message.raw)
-                    if entry_kind == "binary" and wanted_type in (None, content_type):
+                route = st["routes"].get(target)
+                if route is None:
+                    continue
+                delivered = message if target == message.channel else Message(
+                    "binary", target, from_, ts, message.data, content_type, message.metadata, message.raw)
+                for callback, wanted_type in route[3]:
+                    if wanted_type in (None, content_type):
                         self._call(callback, target, delivered.data, delivered.meta())
-                    elif entry_kind == "any":
-                        self._call(callback, delivered)
+                for callback in route[2]:
+                    self._call(callback, delivered)
         elif kind == _EVENT_CONNECTED:
             self._emit("connect")
         elif kind == _EVENT_DISCONNECTED:
@@ -796,13 +953,6 @@ class DataNet:
                 st["occupancy"][channel] = result.get("occupancy")
                 self._emit("presence", channel, result)
 
-    @staticmethod
-    def _add_row(st, channel, text, from_, ts):
-        st["row_seq"] += 1
-        if len(text) > MAX_CELL_CHARS:
-            text = text[:MAX_CELL_CHARS] + "..."
-        st["rows"].append((st["row_seq"], [channel, text, from_, ts]))
-
     def _emit(self, event, *args):
         for handler in self._state["handlers"][event]:
             self._call(handler, *args)
@@ -818,8 +968,11 @@ class DataNet:
         try:
             callback(*args)
         except Exception:
-            self._state["callback_errors"] += 1
-            print("DataNet: callback %r raised:\n%s" % (callback, traceback.format_exc()))
+            self._callback_failed(callback)
+
+    def _callback_failed(self, callback):
+        self._state["callback_errors"] += 1
+        print("DataNet: callback %r raised:\n%s" % (callback, traceback.format_exc()))
 
     # -- last values -----------------------------------------------------------
 
@@ -850,20 +1003,24 @@ class DataNet:
         return None if record is None else _message_from_record(*next(_records(record)))
 
     def values_changed(self):
-        """True when messages arrived since the last update_chop: force-cook the
-        Script CHOP only then."""
-        return self._state["values_dirty"]
+        """True when a numeric last value changed since the last update_chop (as of
+        the last poll): force-cook the Script CHOP only then."""
+        st = self._state
+        return st["handle"] is not None and st["values_version"] != st["chop"]["version"]
 
     def numeric_values(self):
         """The numeric last values as ``[(channel, key, value), ...]``."""
-        pairs, values = self._read_values()
-        return [(c, k, v) for (c, k), v in zip(pairs, values)]
+        pairs, values, count = self._read_values()
+        return [(c, k, v) for (c, k), v in zip(pairs, values[:count])]
 
     def _read_values(self):
+        """(pairs, values, count): the names as [channel, key] pairs, and a ctypes
+        array whose first ``count`` doubles are the values (no copy)."""
         st = self._state
+        chop = st["chop"]
         if st["handle"] is None:
-            return [], []
-        lib, chop, info = st["lib"], st["chop"], _ValuesInfo()
+            return [], st["values"], 0
+        lib, info = st["lib"], _ValuesInfo()
         for _ in range(3):
             values, names = st["values"], st["names"]
             rc = lib.dn_values(st["handle"], chop["generation"], values, len(values), names, len(names),
@@ -872,72 +1029,90 @@ class DataNet:
                 break
             if info.count > len(values):
                 st["values"] = (ctypes.c_double * (2 * info.count))()
-            if info.names_len > len(names):
-                st["names"] = ctypes.create_string_buffer(2 * info.names_len)
+            if info.names_len + 1 > len(names):
+                st["names"] = ctypes.create_string_buffer(2 * info.names_len + 1)
         _check(lib, rc)
         if info.names_len:
             chop["pairs"] = json.loads(st["names"].value.decode("utf-8"))
             chop["generation"] = info.generation
             chop["layouts"] = {}
-        return chop["pairs"], st["values"][:info.count]
+        chop["version"] = info.version
+        return chop["pairs"], st["values"], info.count
 
     # -- TouchDesigner helpers ---------------------------------------------------
 
     def update_table(self, dat, max_rows=100):
         """Appends the messages that arrived since the last call for this table
         (columns channel, data, from, timestamp; binary rows show content type and
-        size), then trims the oldest rows in one batch to keep ``max_rows``."""
+        size) with one library call and one appendRows, then trims the oldest rows
+        in one batch to keep ``max_rows``. A frame costs at most ``max_rows`` rows,
+        whatever the message rate; rows this table never showed are counted in
+        ``status()["tables"]``. Call it after poll()."""
         st = self._state
         key = getattr(dat, "path", id(dat))
-        shown = st["table_cursors"].get(key, 0)
-        fresh = []
-        for seq, row in reversed(st["rows"]):
-            if seq <= shown:
-                break
-            fresh.append(row)
-        st["table_cursors"][key] = st["row_seq"]
         if dat.numRows == 0:
             dat.appendRow(TABLE_HEADER)
-        if not fresh:
+        cursor = st["table_cursors"].get(key, 0)
+        if st["handle"] is None or cursor == st["row_seq"]:
             return 0
-        fresh.reverse()
-        fresh = fresh[-max_rows:] if max_rows > 0 else []
-        if fresh:
-            dat.appendRows(fresh)
-        excess = dat.numRows - 1 - max(0, max_rows)
+        lib, handle, info = st["lib"], st["handle"], st["rows_info"]
+        wanted = max(0, int(max_rows))
+        for _ in range(3):
+            buf = st["rows_buffer"]
+            rc = lib.dn_rows(handle, cursor, wanted, buf, len(buf), ctypes.byref(info))
+            if rc != _ERR_BUFFER_TOO_SMALL:
+                break
+            st["rows_buffer"] = ctypes.create_string_buffer(max(info.len, 2 * len(buf)))
+        _check(lib, rc)
+        st["table_cursors"][key] = info.newest_seq
+        counts = st["table_counts"].setdefault(key, [0, 0])
+        counts[0] += info.rows
+        counts[1] += info.skipped
+        if not info.rows:
+            return 0
+        text = ctypes.string_at(buf, info.len).decode("utf-8")
+        dat.appendRows([row.split(_CELL_SEPARATOR) for row in text.split(_ROW_SEPARATOR)])
+        excess = dat.numRows - 1 - wanted
         if excess > 0:
-            # Descending: TD does not document whether deleteRows reads its indices
-            # before or during the deletion, and only this order is right under both.
+            # Descending: right whether TD reads the indices before or during the
+            # deletion (Table DAT Class docs do not say).
             dat.deleteRows(list(range(excess, 0, -1)))
-        return len(fresh)
+        return info.rows
 
     def update_chop(self, scriptOp, channels=None, strip_prefix=True):
         """Fills a Script CHOP from the native last-value store: one channel per
         numeric field (see chop_channel_name), one sample. ``channels`` limits it to
-        some DataNet channels. Call it from the Script CHOP's onCook."""
+        some DataNet channels. Call it from the Script CHOP's onCook. While the set
+        of names is unchanged and the CHOP still holds exactly the channels this
+        wrote last time, only the values are updated in place."""
         st = self._state
-        pairs, values = self._read_values()
+        chop = st["chop"]
+        pairs, values, count = self._read_values()
         wanted = None if channels is None else tuple([channels] if isinstance(channels, str) else channels)
         layout_key = (wanted, strip_prefix)
-        layout = st["chop"]["layouts"].get(layout_key)
+        layout = chop["layouts"].get(layout_key)
         if layout is None:
-            layout, used = [], set()
-            for index, (channel, key) in enumerate(pairs):
-                if wanted is not None and channel not in wanted:
-                    continue
-                name = base = chop_channel_name(channel, key, strip_prefix)
-                suffix = 2
-                while name in used:
-                    name, suffix = "%s_%d" % (base, suffix), suffix + 1
-                used.add(name)
-                layout.append((index, name))
-            st["chop"]["layouts"][layout_key] = layout
-        scriptOp.clear()
-        scriptOp.numSamples = 1
-        for index, name in layout:
-            scriptOp.appendChan(name)[0] = values[index]
-        st["values_dirty"] = False
-        return len(layout)
+            layout = chop["layouts"][layout_key] = _chop_layout(pairs, wanted, strip_prefix)
+        indices, names = layout
+        if len(indices) == count:
+            current = values[:count]  # every value, in order: one C-level copy
+        else:
+            current = _gather(values, count, indices)
+        n = len(names)
+        path = getattr(scriptOp, "path", id(scriptOp))
+        # Whether a Script CHOP keeps its channels between cooks is not documented
+        # (Script CHOP docs): reuse them only when the CHOP holds what this wrote.
+        if (chop["written"].get(path) is layout and scriptOp.numChans == n and
+                (n == 0 or scriptOp[n - 1].name == names[-1])):
+            for channel, value in zip(scriptOp.chans(), current):
+                channel[0] = value
+        else:
+            scriptOp.clear()
+            scriptOp.numSamples = 1
+            for name, value in zip(names, current):
+                scriptOp.appendChan(name)[0] = value
+            chop["written"][path] = layout
+        return n
 
     # -- status and presence ---------------------------------------------------
 
@@ -953,6 +1128,8 @@ class DataNet:
             status = json.loads(text.decode("utf-8"))
         status["callback_errors"] = st["callback_errors"]
         status["occupancy"] = dict(st["occupancy"])
+        status["tables"] = {str(key): {"shown": shown, "not_shown": not_shown}
+                            for key, (shown, not_shown) in st["table_counts"].items()}
         return status
 
     def get_presence(self, channel):

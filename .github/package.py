@@ -6,7 +6,7 @@ runs it on Linux.
 
 writes DIR/datanet-td-<version>-<os>.zip (DIR defaults to dist), holding one folder
 of the same name with the library, DataNet.py, setup_packages.py, README.md,
-include/datanet.h and td/: the layout of this repository, so setup_packages.py
+include/datanet.h, docs/ (the protocol and the reference the header names) and td/: the layout of this repository, so setup_packages.py
 and td/build_component.py find their files as they do in a checkout.
 
 The OS comes from the library's file name (datanet.dll, libdatanet.dylib,
@@ -31,7 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBRARIES = {"datanet.dll": "windows", "libdatanet.dylib": "macos", "libdatanet.so": "linux"}
 
 #: Files copied as they are, by their path in the repository; td/ is copied whole.
-FILES = ["DataNet.py", "setup_packages.py", "README.md", "include/datanet.h"]
+FILES = ["DataNet.py", "setup_packages.py", "README.md", "include/datanet.h", "docs/PROTOCOL.md", "docs/REFERENCE.md"]
 FOLDERS = ["td"]
 
 DYNAMIC_CRT = re.compile(r"^(vcruntime\d.*|msvcp\d.*|msvcr\d.*|ucrtbase.*|api-ms-win-crt-.*)\.dll$", re.IGNORECASE)

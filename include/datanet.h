@@ -1,43 +1,60 @@
 /*
  * DataNet native client: C ABI.
  *
+ * Companion documents (in the repository and in the release zip): docs/PROTOCOL.md, the wire
+ * protocol this library speaks (channel names in its section 8, DMX and Art-Net in
+ * section 9); docs/REFERENCE.md, every config key (dn_client_new) and every status
+ * field (dn_status).
+ *
  * Conventions
- * - A client is an opaque uint64_t handle from dn_client_new; handles are never
- *   reused, so a stale or double-freed handle gives DN_ERR_INVALID_HANDLE.
+ * - A client is an opaque uint64_t handle from dn_client_new. Handles are never
+ *   reused and 0 is never a handle, so a stale, double-freed or zeroed handle gives
+ *   DN_ERR_INVALID_HANDLE.
  * - Every function returns an int32_t result code: DN_OK (0) or a negative DN_ERR_*.
- *   Outputs are written only on success, except that DN_ERR_BUFFER_TOO_SMALL
- *   writes the size needed.
+ *   Arguments are checked first, in order (strings, then buffers, then
+ *   out-parameters, then the handle): a bad argument fails before any work is done.
+ * - Outputs are written only on success. The one exception: DN_ERR_BUFFER_TOO_SMALL
+ *   writes the length needed (*out_len, or the length fields of the info struct,
+ *   named per function) and nothing else, and consumes nothing.
+ * - Output buffers, one rule for every function: a NULL buffer with capacity 0 is a
+ *   size query (the call answers DN_ERR_BUFFER_TOO_SMALL with the length, or DN_OK
+ *   when there is nothing to write); a NULL buffer with a non-zero capacity is
+ *   DN_ERR_NULL_POINTER.
+ * - *out_len, one rule for every function: the length of the output without a
+ *   terminating NUL, on success and on DN_ERR_BUFFER_TOO_SMALL alike. Text outputs
+ *   (dn_last_error, dn_status, dn_base64_encode, the names of dn_values) are
+ *   NUL-terminated and need *out_len + 1 bytes; byte outputs need *out_len.
+ * - Strings passed in are NUL-terminated UTF-8 (DN_ERR_INVALID_UTF8 otherwise).
+ * - Threads: every function may be called from any thread. Calls on one handle are
+ *   serialised inside the library where they share state: two threads polling one
+ *   handle each get whole events, none twice and none lost, in no defined order
+ *   between the threads. dn_last_error is per thread. dn_client_free while another
+ *   thread uses the same handle makes that call fail with DN_ERR_INVALID_HANDLE or
+ *   finish normally, never crash.
  * - No function blocks on the network; dn_disconnect and dn_client_free return
  *   within 500 ms even when the gateway stopped answering.
- * - dn_last_error gives the text of the calling thread's last failure.
  * - No callbacks: the library never calls into the host. Poll with dn_poll.
  *
- * Poll batch format (dn_poll, dn_last_message): consecutive records, little-endian,
+ * Record format (dn_poll, dn_last_message): consecutive records, little-endian,
  * no padding. Each record:
  *   offset size field
  *    0     4    record_len        whole record, header included
  *    4     1    kind              DN_EVENT_*
  *    5     1    flags             DN_FLAG_*
  *    6     2    reserved          0
- *    8     8    ts                int64 server time, ms since the Unix epoch (0 = none)
- *   16     4    channel_len
- *   20     4    from_len
- *   24     4    content_type_len
- *   28     4    meta_len
- *   32     4    payload_len
- *   36     ...  channel, from, content_type, meta, payload bytes, in this order
- * Payload per kind:
- *   MESSAGE_JSON     the JSON value as UTF-8 text
- *   MESSAGE_BINARY   the bytes; content_type set; meta is JSON object text or empty;
- *                    DN_FLAG_RAW: a raw frame from an older gateway, channel empty,
- *                    deliver to every binary subscriber
- *   CONNECTED        the connection id
- *   DISCONNECTED     the reason, UTF-8 text
- *   ERROR            JSON object {code, message, channel, operation, required,
- *                    retry_ms, scope, limit, status}; channel field repeats it
- *   SUB_ACK          JSON {"occupancy": n|null}; channel set
- *   PRESENCE         JSON {"occupancy": n, "members": [...]}, or with DN_FLAG_ERROR
- *                    an error object as for ERROR; channel set
+ *    8     8    ts                int64: a message's server time, ms since the Unix
+ *                                 epoch; 0 for every other kind
+ *   16     4    replaced          messages this one replaced (DN_DELIVER_LATEST), else 0
+ *   20     4    channel_len
+ *   24     4    from_len
+ *   28     4    content_type_len
+ *   32     4    meta_len
+ *   36     4    payload_len
+ *   40     ...  channel, from, content_type, meta, payload bytes, in this order
+ * `from` is the sender's connection id as the gateway reports it (equal to the
+ * CONNECTED payload for this client's own messages; empty for raw frames). Payload
+ * per kind: see the DN_EVENT_* constants below. JSON payloads are the gateway's own
+ * text, byte for byte (key order, number spelling, escapes and whitespace as sent).
  */
 
 #ifndef DATANET_H
@@ -54,12 +71,13 @@
 #define DN_OK 0
 
 /*
- A required pointer argument was NULL.
+ A required pointer argument was NULL (or an output buffer was NULL with a
+ non-zero capacity).
  */
 #define DN_ERR_NULL_POINTER -1
 
 /*
- The handle is unknown: never created, or already freed.
+ The handle is unknown: never created, or already freed. Handle 0 is never valid.
  */
 #define DN_ERR_INVALID_HANDLE -2
 
@@ -69,17 +87,19 @@
 #define DN_ERR_INVALID_UTF8 -3
 
 /*
- An argument was refused (bad config, bad JSON, bad channel name, too large).
+ An argument was refused (bad config, bad JSON, bad channel name, too large,
+ unknown flag or mode).
  */
 #define DN_ERR_INVALID_ARGUMENT -4
 
 /*
- The caller's buffer is too small; the size needed was written.
+ The output buffer is too small; `*out_len` (or the info struct's length
+ fields) holds the length needed. Nothing else was written or consumed.
  */
 #define DN_ERR_BUFFER_TOO_SMALL -5
 
 /*
- Nothing is stored for that channel or key.
+ Nothing is stored for that channel or key, or the channel is not subscribed.
  */
 #define DN_ERR_NOT_FOUND -6
 
@@ -89,27 +109,65 @@
 #define DN_ERR_PANIC -7
 
 /*
- The ABI version `DataNet.py` checks at load time. Bump on any change to a
- signature, a constant or the record format.
+ The ABI version `DataNet.py` checks at load time. Bumped on any change to a
+ signature, a constant, a struct, a rule of this header or the record format.
  */
-#define DN_ABI_VERSION 2
+#define DN_ABI_VERSION 3
 
 /*
- Event kinds in a poll batch record (`kind` byte).
+ Record kind (`kind` byte): one JSON message; payload = the `d` value's text exactly as the gateway sent it.
  */
 #define DN_EVENT_MESSAGE_JSON 1
 
+/*
+ One binary message; payload = the bytes, content_type set, meta = the JSON object
+ text of its metadata as sent, or empty.
+ */
 #define DN_EVENT_MESSAGE_BINARY 2
 
+/*
+ Connected; payload = the connection id (the `from` of this client's own messages).
+ */
 #define DN_EVENT_CONNECTED 3
 
+/*
+ The connection was lost; payload = the reason. Not emitted by `dn_disconnect`.
+ */
 #define DN_EVENT_DISCONNECTED 4
 
+/*
+ An error; payload = JSON object {code, message, channel, operation, required,
+ retry_ms, scope, limit, status}; the record's channel repeats `channel`.
+ */
 #define DN_EVENT_ERROR 5
 
+/*
+ The gateway acknowledged a subscription (one per channel per (re)subscribe);
+ payload = `{"occupancy": n}` or `{"occupancy": null}`; channel set.
+ */
 #define DN_EVENT_SUB_ACK 6
 
+/*
+ A presence answer; payload = `{"occupancy": n, "members": [...]}`, or with
+ `DN_FLAG_ERROR` an error object as for `DN_EVENT_ERROR`; channel set.
+ */
 #define DN_EVENT_PRESENCE 7
+
+/*
+ Several JSON messages in one record (only with `DN_POLL_GROUP_JSON`); payload =
+ one JSON array `[[channel, from, ts, data, replaced], ...]`, each `data` the
+ gateway's own text; the record's channel and from are empty, ts is 0.
+ */
+#define DN_EVENT_MESSAGES_JSON 8
+
+/*
+ Several JSON messages in one record (only with `DN_POLL_GROUP_PICKLE`), for
+ Python hosts: payload = a Python pickle (protocol 4, data only: list, dict, str,
+ int, float, bool, None) of the list `[[channel, from, ts, data, replaced], ...]`,
+ each `data` the value Python's `json.loads` makes of the gateway's text (big
+ integers exact); the record's channel and from are empty, ts is 0.
+ */
+#define DN_EVENT_MESSAGES_PICKLE 9
 
 /*
  Record flag: a raw binary frame from an older gateway (no channel; deliver to
@@ -123,9 +181,9 @@
 #define DN_FLAG_ERROR 2
 
 /*
- Size of a record header in a poll batch.
+ Size of a record header.
  */
-#define DN_RECORD_HEADER_LEN 36
+#define DN_RECORD_HEADER_LEN 40
 
 /*
  `known_generation` value meaning "I have no names yet".
@@ -133,7 +191,95 @@
 #define DN_GENERATION_NONE UINT64_MAX
 
 /*
- What `dn_values` wrote (or, with `DN_ERR_BUFFER_TOO_SMALL`, needs).
+ `dn_poll` flag: put consecutive JSON messages into one `DN_EVENT_MESSAGES_JSON`
+ record, so a host parses a whole batch with one JSON call.
+ */
+#define DN_POLL_GROUP_JSON 1
+
+/*
+ `dn_poll` flag: put consecutive JSON messages into one `DN_EVENT_MESSAGES_PICKLE`
+ record, which Python's `pickle.loads` turns into objects faster than `json.loads`
+ (not with `DN_POLL_GROUP_JSON`).
+ */
+#define DN_POLL_GROUP_PICKLE 2
+
+/*
+ `dn_set_delivery` mode: every message of the channel is an event (the default).
+ */
+#define DN_DELIVER_EVERY 0
+
+/*
+ `dn_set_delivery` mode: at most one message of the channel per `dn_poll`, the
+ newest, with the count of older ones it replaced in the record's `replaced`.
+ */
+#define DN_DELIVER_LATEST 1
+
+/*
+ `dn_set_delivery` mode: no events; messages only update the last values
+ (`dn_values`) and the table rows (`dn_rows`).
+ */
+#define DN_DELIVER_STORE_ONLY 2
+
+/*
+ What `dn_poll` did. With `DN_ERR_BUFFER_TOO_SMALL` only `len` is written: the
+ bytes the first waiting event needs.
+ */
+typedef struct DnPollInfo {
+  /*
+   Bytes of records written.
+   */
+  uint64_t len;
+  /*
+   Events taken (a `DN_EVENT_MESSAGES_JSON` record holds several).
+   */
+  uint32_t events;
+  /*
+   Records written.
+   */
+  uint32_t records;
+  /*
+   Events still waiting after this call.
+   */
+  uint64_t pending;
+  /*
+   The last values' version (as `DnValuesInfo.version`): a host refreshes its
+   CHOP or display only when it changed.
+   */
+  uint64_t values_version;
+  /*
+   Sequence number of the newest table row (0 = none yet): a host calls
+   `dn_rows` only when it passed its cursor.
+   */
+  uint64_t row_seq;
+} DnPollInfo;
+
+/*
+ What `dn_rows` wrote. With `DN_ERR_BUFFER_TOO_SMALL` only `len` is written.
+ */
+typedef struct DnRowsInfo {
+  /*
+   Bytes of rows text written (no NUL).
+   */
+  uint64_t len;
+  /*
+   Rows written.
+   */
+  uint32_t rows;
+  uint32_t reserved;
+  /*
+   Sequence number of the newest row: the caller's next `after_seq`.
+   */
+  uint64_t newest_seq;
+  /*
+   Rows newer than `after_seq` not written: beyond `max_rows`, or already gone
+   from the ring (`table_history`). Counted, so nothing is lost silently.
+   */
+  uint64_t skipped;
+} DnRowsInfo;
+
+/*
+ What `dn_values` wrote. With `DN_ERR_BUFFER_TOO_SMALL` only `count` and
+ `names_len` are written: the capacities needed.
  */
 typedef struct DnValuesInfo {
   /*
@@ -147,12 +293,12 @@ typedef struct DnValuesInfo {
   /*
    Number of values (= number of names).
    */
-  size_t count;
+  uint64_t count;
   /*
-   Bytes of names text written including the NUL, or 0 when the caller's
-   generation was current and names were not written.
+   Length of the names text without its NUL (the buffer needs one more byte),
+   or 0 when the caller's generation was current and names were not written.
    */
-  size_t names_len;
+  uint64_t names_len;
 } DnValuesInfo;
 
 /*
@@ -164,19 +310,20 @@ typedef struct DnArtDmx {
   uint8_t net;
   uint8_t sequence;
   uint8_t physical;
+  uint8_t reserved;
   /*
    Net, Sub-Net and Universe as one 15-bit Port-Address.
    */
   uint16_t port_address;
   /*
-   Bytes of DMX data.
+   Bytes of DMX data (2..512).
    */
-  size_t length;
+  uint32_t length;
 } DnArtDmx;
 
 #ifdef __cplusplus
 extern "C" {
-#endif // __cplusplus
+#endif /* __cplusplus */
 
 /*
  The library version, a static NUL-terminated string.
@@ -190,16 +337,16 @@ uint32_t dn_abi_version(void);
 
 /*
  Copies the text of the calling thread's last failure (empty if none) into `buf`
- with a NUL; `*out_len` gets its length without the NUL. Secrets never appear in it.
+ with a NUL. Secrets never appear in it. Reading it does not change it.
 
  # Safety
- `buf` valid for `cap` bytes; `out_len` valid for a write.
+ `buf` NULL with `cap` 0, or valid for `cap` bytes; `out_len` valid for a write.
  */
 int32_t dn_last_error(char *buf, size_t cap, size_t *out_len);
 
 /*
- Creates a client from a JSON config object (`api_key` required; see README for
- every key). Does not connect.
+ Creates a client from a JSON config object (`api_key` required; docs/REFERENCE.md
+ lists every key; unknown keys are refused). Does not connect.
 
  # Safety
  `config_json` a NUL-terminated string; `out_handle` valid for a write.
@@ -218,11 +365,15 @@ int32_t dn_connect(uint64_t handle);
 
 /*
  Stops the connection within 500 ms; subscriptions and queued publishes are kept.
+ Emits no `DN_EVENT_DISCONNECTED` record (the caller knows).
  */
 int32_t dn_disconnect(uint64_t handle);
 
 /*
- Adds a subscriber to a channel (the first one sends `sub`).
+ Adds a subscriber to a channel (the first one sends `sub`; its delivery starts
+ as `DN_DELIVER_EVERY`). Channel names: 1..255 bytes of ASCII letters, digits and
+ `_ - . : /`, no leading or trailing `.`, no empty segment (docs/PROTOCOL.md §8);
+ anything else is `DN_ERR_INVALID_ARGUMENT`.
 
  # Safety
  `channel` a NUL-terminated string.
@@ -230,8 +381,8 @@ int32_t dn_disconnect(uint64_t handle);
 int32_t dn_subscribe(uint64_t handle, const char *channel);
 
 /*
- Removes a subscriber (the last one sends `unsub`). `DN_ERR_NOT_FOUND` when the
- channel had no subscriber.
+ Removes a subscriber (the last one sends `unsub` and forgets the channel's last
+ values). `DN_ERR_NOT_FOUND` when the channel had no subscriber.
 
  # Safety
  `channel` a NUL-terminated string.
@@ -239,7 +390,20 @@ int32_t dn_subscribe(uint64_t handle, const char *channel);
 int32_t dn_unsubscribe(uint64_t handle, const char *channel);
 
 /*
- Publishes JSON text (any JSON value). Never blocks: queued while disconnected.
+ Chooses how a subscribed channel's messages reach `dn_poll`: `DN_DELIVER_EVERY`,
+ `DN_DELIVER_LATEST` or `DN_DELIVER_STORE_ONLY`. Every message still updates
+ `dn_values` and `dn_rows`. `DN_ERR_NOT_FOUND` when the channel is not subscribed
+ (the mode lives as long as the subscription); an unknown mode is
+ `DN_ERR_INVALID_ARGUMENT`.
+
+ # Safety
+ `channel` a NUL-terminated string.
+ */
+int32_t dn_set_delivery(uint64_t handle, const char *channel, uint32_t mode);
+
+/*
+ Publishes JSON text (any JSON value), sent as given. Never blocks: queued while
+ disconnected.
 
  # Safety
  `channel` and `json` NUL-terminated strings.
@@ -256,29 +420,47 @@ int32_t dn_publish_json(uint64_t handle, const char *channel, const char *json);
 int32_t dn_publish_binary(uint64_t handle, const char *channel, const uint8_t *data, size_t len, const char *content_type, const char *meta_json);
 
 /*
- Moves up to `max_events` events (0 = the config's `max_events_per_poll`) into
- `buf` as consecutive records (format in this header's introduction).
- `*out_len` gets the bytes written and `*out_count` the records. Events that do
- not fit stay queued for the next call. When not even the first event fits,
- returns `DN_ERR_BUFFER_TOO_SMALL` with the bytes it needs in `*out_len`.
+ Moves up to `max_events` waiting events (0 = the config's `max_events_per_poll`)
+ into `buf` as consecutive records (format in this header's introduction), then
+ the newest message of every `DN_DELIVER_LATEST` channel that had one. `flags`:
+ 0, `DN_POLL_GROUP_JSON` or `DN_POLL_GROUP_PICKLE`. Events that do not fit stay queued, in order, for the
+ next call. When not even the first fits, returns `DN_ERR_BUFFER_TOO_SMALL` with
+ its size in `out_info->len` (a NULL `buf` with `cap` 0 asks just that).
 
  # Safety
- `buf` valid for `cap` bytes of writes; `out_len`, `out_count` valid for a write.
+ `buf` NULL with `cap` 0, or valid for `cap` bytes of writes; `out_info` valid.
  */
-int32_t dn_poll(uint64_t handle, uint8_t *buf, size_t cap, uint32_t max_events, size_t *out_len, uint32_t *out_count);
+int32_t dn_poll(uint64_t handle, uint8_t *buf, size_t cap, uint32_t max_events, uint32_t flags, struct DnPollInfo *out_info);
+
+/*
+ Copies the newest table rows after row `after_seq` (0 = from the start), at
+ most `max_rows` of them (the newest), as UTF-8 text without a NUL: rows
+ separated by 0x1E, the cells `channel, data, from, ts` by 0x1F (neither occurs
+ inside a cell). `data` is the JSON text as sent, cut after 4096 characters with
+ `...`, or `<content type, N bytes>` for binary. `out_info->newest_seq` is the
+ next `after_seq`; rows not returned are counted in `out_info->skipped`. The
+ library keeps the newest `table_history` rows (config, default 1000).
+
+ # Safety
+ `buf` NULL with `cap` 0, or valid for `cap` bytes of writes; `out_info` valid.
+ */
+int32_t dn_rows(uint64_t handle, uint64_t after_seq, uint32_t max_rows, uint8_t *buf, size_t cap, struct DnRowsInfo *out_info);
 
 /*
  Copies the numeric last values into `values` (in name order). When
  `known_generation` differs from the current generation (pass
  `DN_GENERATION_NONE` the first time) the names are also written to `names`
  as NUL-terminated JSON text: an array of `[channel, key]` pairs, key paths
- joined with `/` ("" for a bare number). `*out_info` tells what was written.
+ joined with `/` ("" for a bare number), in first-seen order (across and within
+ messages: the publisher's field order). Values are doubles: integers beyond
+ 2^53 are rounded to the nearest double. `*out_info` tells what was written.
  A too-small `values` or `names` returns `DN_ERR_BUFFER_TOO_SMALL` with the
- needed `count` and `names_len` in `*out_info`.
+ needed `count` and `names_len` in `*out_info` (NULL buffers with capacity 0
+ ask just that).
 
  # Safety
- `values` valid for `values_cap` doubles; `names` valid for `names_cap` bytes (or
- NULL with 0); `out_info` valid for a write.
+ `values` NULL with `values_cap` 0 or valid for `values_cap` doubles; `names`
+ NULL with `names_cap` 0 or valid for `names_cap` bytes; `out_info` valid.
  */
 int32_t dn_values(uint64_t handle, uint64_t known_generation, double *values, size_t values_cap, char *names, size_t names_cap, struct DnValuesInfo *out_info);
 
@@ -292,21 +474,21 @@ int32_t dn_values(uint64_t handle, uint64_t known_generation, double *values, si
 int32_t dn_value(uint64_t handle, const char *channel, const char *key, double *out_value);
 
 /*
- The newest message of a subscribed channel as one record (same format as
- `dn_poll`). `DN_ERR_NOT_FOUND` when none; `DN_ERR_BUFFER_TOO_SMALL` writes the
- size needed to `*out_len`.
+ The newest message of a subscribed channel as one record (the format of
+ `dn_poll`, never grouped). `DN_ERR_NOT_FOUND` when none.
 
  # Safety
- `channel` NUL-terminated; `buf` valid for `cap` bytes; `out_len` valid.
+ `channel` NUL-terminated; `buf` NULL with `cap` 0 or valid for `cap` bytes;
+ `out_len` valid.
  */
 int32_t dn_last_message(uint64_t handle, const char *channel, uint8_t *buf, size_t cap, size_t *out_len);
 
 /*
  Status as NUL-terminated JSON text: state, conn_id, counters, last_error,
- last_message_ms, rtt_ms and more (README lists every field).
+ last_message_ms, rtt_ms and more (docs/REFERENCE.md lists every field).
 
  # Safety
- `buf` valid for `cap` bytes; `out_len` valid for a write.
+ `buf` NULL with `cap` 0 or valid for `cap` bytes; `out_len` valid for a write.
  */
 int32_t dn_status(uint64_t handle, char *buf, size_t cap, size_t *out_len);
 
@@ -320,11 +502,12 @@ int32_t dn_status(uint64_t handle, char *buf, size_t cap, size_t *out_len);
 int32_t dn_request_presence(uint64_t handle, const char *channel);
 
 /*
- Builds a DMX frame (PROTOCOL.md §9): `length` clamped to 1..512; each value
+ Builds a DMX frame (docs/PROTOCOL.md §9): `length` clamped to 1..512; each value
  truncated toward zero and clamped to 0..255, NaN as 0; missing values 0.
 
  # Safety
- `values` valid for `count` doubles; `out` for `cap` bytes; `out_len` valid.
+ `values` valid for `count` doubles; `out` NULL with `cap` 0 or valid for `cap`
+ bytes; `out_len` valid.
  */
 int32_t dn_build_dmx_frame(const double *values, size_t count, int64_t length, uint8_t *out, size_t cap, size_t *out_len);
 
@@ -334,17 +517,20 @@ int32_t dn_build_dmx_frame(const double *values, size_t count, int64_t length, u
  rounded up to even, zero-padded.
 
  # Safety
- `dmx` valid for `len` bytes; `out` for `cap` bytes; `out_len` valid.
+ `dmx` valid for `len` bytes; `out` NULL with `cap` 0 or valid for `cap` bytes;
+ `out_len` valid.
  */
 int32_t dn_build_art_dmx_packet(const uint8_t *dmx, size_t len, int64_t universe, int64_t subnet, int64_t net, int64_t sequence, int64_t physical, uint8_t *out, size_t cap, size_t *out_len);
 
 /*
  Decodes an ArtDMX packet: header fields into `*out_header`, DMX data into
  `data` (up to 512 bytes; `*out_len` gets its length). A packet that is not a
- valid ArtDMX is `DN_ERR_INVALID_ARGUMENT`.
+ valid ArtDMX is `DN_ERR_INVALID_ARGUMENT`. With `DN_ERR_BUFFER_TOO_SMALL` only
+ `*out_len` is written.
 
  # Safety
- `packet` valid for `len` bytes; `data` for `cap` bytes; out-pointers valid.
+ `packet` valid for `len` bytes; `data` NULL with `cap` 0 or valid for `cap`
+ bytes; out-pointers valid.
  */
 int32_t dn_decode_art_dmx(const uint8_t *packet, size_t len, struct DnArtDmx *out_header, uint8_t *data, size_t cap, size_t *out_len);
 
@@ -352,7 +538,8 @@ int32_t dn_decode_art_dmx(const uint8_t *packet, size_t len, struct DnArtDmx *ou
  Standard padded base64 of `data`, NUL-terminated.
 
  # Safety
- `data` valid for `len` bytes; `out` for `cap` bytes; `out_len` valid.
+ `data` valid for `len` bytes; `out` NULL with `cap` 0 or valid for `cap` bytes;
+ `out_len` valid.
  */
 int32_t dn_base64_encode(const uint8_t *data, size_t len, char *out, size_t cap, size_t *out_len);
 
@@ -360,7 +547,8 @@ int32_t dn_base64_encode(const uint8_t *data, size_t len, char *out, size_t cap,
  Decodes standard padded base64; invalid text is `DN_ERR_INVALID_ARGUMENT`.
 
  # Safety
- `text` NUL-terminated; `out` valid for `cap` bytes; `out_len` valid.
+ `text` NUL-terminated; `out` NULL with `cap` 0 or valid for `cap` bytes;
+ `out_len` valid.
  */
 int32_t dn_base64_decode(const char *text, uint8_t *out, size_t cap, size_t *out_len);
 
@@ -394,6 +582,6 @@ int32_t dn_stream_artnet(uint64_t handle, const char *channel, const double *val
 
 #ifdef __cplusplus
 }  // extern "C"
-#endif  // __cplusplus
+#endif /* __cplusplus */
 
 #endif  /* DATANET_H */

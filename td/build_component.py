@@ -32,6 +32,7 @@ PAGE_DATANET = [
     ("Menu", "Tlsroots", "TLS Roots", "both"),
     ("Str", "Proxy", "Proxy", ""),
     ("Toggle", "Echo", "Echo Own Messages", True),
+    ("Toggle", "Newestonly", "onMessage: Newest Only", False),
     ("Str", "Status", "Status", "Idle"),
 ]
 PAGE_STATS = [

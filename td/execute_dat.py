@@ -11,6 +11,10 @@ API_KEY = os.environ.get('DATANET_API_KEY', '')
 API_URL = os.environ.get('DATANET_API_URL', 'https://api.datanet.art')
 WS_URL = os.environ.get('DATANET_WS_URL', 'wss://ws.datanet.art')
 CHANNELS = os.environ.get('DATANET_CHANNELS', 'project.demo.sensor').split()
+# True: the callbacks DAT's onMessage runs at most once per frame per channel, with
+# the newest message (and how many it replaced): the cost grows with channels, not
+# with the message rate. Most sensor work wants this.
+NEWEST_ONLY = os.environ.get('DATANET_NEWEST_ONLY', '') == '1'
 TABLE = 'messages'
 CHOP = 'values'
 CALLBACKS = 'callbacks'
@@ -24,9 +28,14 @@ def onStart():
         return
     dn.connect(API_KEY, api_url=API_URL, ws_url=WS_URL)
     for channel in CHANNELS:
-        # No Python callback: messages fill the table and the CHOP without being
-        # parsed in Python. The callbacks DAT, when present, gets them too.
-        dn.subscribe(channel, _on_message if _callback('onMessage') else None)
+        # No Python callback: messages fill the table and the CHOP and never reach
+        # Python. The callbacks DAT, when present, gets them too.
+        if not _callback('onMessage'):
+            dn.subscribe(channel)
+        elif NEWEST_ONLY:
+            dn.subscribe(channel, _on_latest, latest=True)
+        else:
+            dn.subscribe(channel, _on_message)
     dn.on('connect', _on_connect)
     dn.on('disconnect', _on_disconnect)
     dn.on('error', _on_error)
@@ -73,6 +82,10 @@ def _forward(name, *args):
 
 def _on_message(channel, data, from_, timestamp):
     _forward('onMessage', channel, data, from_, timestamp)
+
+
+def _on_latest(channel, data, from_, timestamp, replaced):
+    _forward('onMessage', channel, data, from_, timestamp, replaced)
 
 
 def _on_connect():

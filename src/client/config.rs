@@ -38,6 +38,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Upper bound on distinct numeric channels in the last-value store.
     pub max_numeric_channels: usize,
+    /// Table rows kept for hosts that show messages in a table (0 = none).
+    pub table_history: usize,
     /// Extra trusted CA certificates (PEM), for self-hosted gateways; added to
     /// whichever roots `tls_roots` chooses.
     pub ca_file: Option<PathBuf>,
@@ -72,6 +74,7 @@ impl Config {
             max_events_per_poll: 1_000,
             max_message_bytes: 1 << 20,
             max_numeric_channels: 10_000,
+            table_history: 1_000,
             ca_file: None,
             tls_roots: TlsRoots::default(),
             proxy: None,
@@ -131,6 +134,10 @@ impl Config {
         count(&mut reader, "max_events_per_poll", 10_000_000, &mut c.max_events_per_poll)?;
         count(&mut reader, "max_message_bytes", 1 << 30, &mut c.max_message_bytes)?;
         count(&mut reader, "max_numeric_channels", 10_000_000, &mut c.max_numeric_channels)?;
+        // 0 is allowed here: a host without a table keeps no rows.
+        if let Some(n) = reader.integer("table_history", 0, 1_000_000)? {
+            c.table_history = n as usize;
+        }
         if let Some(flag) = reader.boolean("dmx_normalize")? {
             c.dmx_normalize = flag;
         }

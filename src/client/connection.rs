@@ -35,6 +35,7 @@ use crate::protocol::error::{
 use crate::protocol::jwt::{decode_claims, Claims};
 use crate::protocol::lighting;
 use crate::protocol::rest::{join_url, parse_presence_response, parse_token_response, presence_path, TokenRequest};
+use crate::protocol::subscriptions::Delivery;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -467,19 +468,23 @@ fn on_frame(
 }
 
 /// Parsed once here: the last-value store gets the numbers (flattened JSON, or
-/// the slots of DMX, Art-Net and float-vector payloads), the inbox gets the
-/// message with JSON as text for the consumer to parse only if it needs to.
+/// the slots of DMX, Art-Net and float-vector payloads) and the table rows get a
+/// formatted row; then the channel's delivery decides whether the host's poll sees
+/// the message, only its newest, or nothing. JSON stays the gateway's own text.
 fn deliver(shared: &Shared, message: InboundMessage) {
     let counters = &shared.counters;
     Counters::add(&counters.received, 1);
     counters.last_message_ms.store(unix_ms(), Ordering::Relaxed);
     let InboundMessage { channel, from, ts, payload } = message;
-    let subscribed = lock(&shared.registry).contains(&channel);
+    // Messages of channels no longer subscribed (in flight at an unsub) and raw
+    // frames still reach the host as events; only subscribed channels feed the store.
+    let delivery = lock(&shared.registry).delivery(&channel);
     let mut binary_numbers = None;
-    let (body, json) = match payload {
-        Payload::Json(value) => (Body::Json(value.to_string()), Some(value)),
+    let body = match payload {
+        Payload::Json(text) => Body::Json(text),
         Payload::Binary { data, content_type, meta, raw } => {
-            match lighting::binary_numbers(&content_type, &data, meta.as_ref(), shared.config.dmx_normalize) {
+            let normalize = shared.config.dmx_normalize;
+            match lighting::binary_numbers(&content_type, &data, meta.as_deref(), normalize) {
                 Ok(Some(numbers)) => binary_numbers = Some(numbers),
                 Ok(None) => Counters::add(&counters.binary_other, 1),
                 Err(error) => {
@@ -488,20 +493,28 @@ fn deliver(shared: &Shared, message: InboundMessage) {
                     lock(&shared.health).last_error = Some(error.with_channel(&channel));
                 }
             }
-            let meta = meta.map(|m| serde_json::Value::Object(m).to_string());
-            (Body::Binary { data, content_type, meta, raw }, None)
+            Body::Binary { data, content_type, meta, raw }
         }
     };
     let message = Arc::new(Message { channel, from, ts, body });
-    if subscribed {
-        let numbers = match (&json, &binary_numbers) {
-            (Some(value), _) => Some(Numbers::Json(value)),
-            (None, Some(binary)) => Some(Numbers::Indexed(binary)),
-            (None, None) => None,
+    if delivery.is_some() {
+        let numbers = match (&message.body, &binary_numbers) {
+            (Body::Json(text), _) => Some(Numbers::Json(text)),
+            (_, Some(binary)) => Some(Numbers::Indexed(binary)),
+            _ => None,
         };
         lock(&shared.store).record(message.clone(), numbers);
     }
-    shared.inbox.push(Event::Message(message));
+    lock(&shared.rows).push(&message);
+    match delivery.unwrap_or_default() {
+        Delivery::Every => shared.inbox.push(Event::Message(message)),
+        Delivery::Latest => {
+            if lock(&shared.latest).offer(message) {
+                Counters::add(&counters.replaced_latest, 1);
+            }
+        }
+        Delivery::StoreOnly => {}
+    }
 }
 
 /// Runs `work` while still answering stop and presence requests; `None` = stopped.

@@ -2,6 +2,7 @@
 //! them. The socket thread never waits for the consumer: when the inbox is full
 //! the oldest event is dropped and counted.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +11,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::protocol::error::DataNetError;
 use crate::protocol::rest::Presence;
 
-/// A message as the consumer sees it: JSON stays text until someone needs the value.
+/// A message as the consumer sees it: JSON stays the gateway's own text (the `d`
+/// value's bytes) until someone needs the value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub channel: String,
@@ -45,16 +47,17 @@ pub enum Event {
 pub struct Inbox {
     tx: Sender<Event>,
     rx: Receiver<Event>,
-    /// An event taken out but not delivered (the caller's buffer was too small):
-    /// it goes first next time, so nothing is reordered or lost.
-    held: Mutex<Option<Event>>,
+    /// Events taken out but not delivered (the caller's buffer was too small): they
+    /// go first next time, so nothing is reordered or lost, even when two threads
+    /// poll at once.
+    held: Mutex<VecDeque<Event>>,
     dropped: AtomicU64,
 }
 
 impl Inbox {
     pub fn new(capacity: usize) -> Self {
         let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-        Inbox { tx, rx, held: Mutex::new(None), dropped: AtomicU64::new(0) }
+        Inbox { tx, rx, held: Mutex::new(VecDeque::new()), dropped: AtomicU64::new(0) }
     }
 
     /// Adds an event, dropping (and counting) the oldest when full. Never blocks.
@@ -75,7 +78,7 @@ impl Inbox {
     }
 
     pub fn pop(&self) -> Option<Event> {
-        if let Some(event) = lock(&self.held).take() {
+        if let Some(event) = lock(&self.held).pop_front() {
             return Some(event);
         }
         self.rx.try_recv().ok()
@@ -83,15 +86,74 @@ impl Inbox {
 
     /// Returns an event taken by `pop` that could not be delivered.
     pub fn hold(&self, event: Event) {
-        *lock(&self.held) = Some(event);
+        lock(&self.held).push_front(event);
     }
 
     pub fn len(&self) -> usize {
-        self.rx.len() + usize::from(lock(&self.held).is_some())
+        self.rx.len() + lock(&self.held).len()
     }
 
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The newest message of each channel delivered as `Latest`, waiting for the next
+/// poll, in the order the channels first had one. Bounded by the channels
+/// subscribed that way.
+#[derive(Default)]
+pub struct LatestSlots {
+    pending: Vec<Pending>,
+    index: HashMap<String, usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub message: Arc<Message>,
+    /// Older messages of the channel this one replaced since the last poll.
+    pub replaced: u32,
+}
+
+impl LatestSlots {
+    /// Keeps `message` as its channel's newest; true when it replaced one.
+    pub fn offer(&mut self, message: Arc<Message>) -> bool {
+        match self.index.get(&message.channel) {
+            Some(&at) => {
+                let slot = &mut self.pending[at];
+                slot.replaced = slot.replaced.saturating_add(1);
+                slot.message = message;
+                true
+            }
+            None => {
+                self.index.insert(message.channel.clone(), self.pending.len());
+                self.pending.push(Pending { message, replaced: 0 });
+                false
+            }
+        }
+    }
+
+    pub fn take_all(&mut self) -> Vec<Pending> {
+        self.index.clear();
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Returns a taken entry that could not be delivered. A newer message of the
+    /// same channel that arrived meanwhile wins and counts this one as replaced.
+    pub fn give_back(&mut self, entry: Pending) {
+        match self.index.get(&entry.message.channel) {
+            Some(&at) => {
+                let slot = &mut self.pending[at];
+                slot.replaced = slot.replaced.saturating_add(entry.replaced).saturating_add(1);
+            }
+            None => {
+                self.index.insert(entry.message.channel.clone(), self.pending.len());
+                self.pending.push(entry);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
     }
 }
 
@@ -119,6 +181,28 @@ mod tests {
         assert_eq!(inbox.len(), 3);
         let got: Vec<Event> = std::iter::from_fn(|| inbox.pop()).collect();
         assert_eq!(got, vec![ev(7), ev(8), ev(9)]);
+    }
+
+    fn message(channel: &str, n: i64) -> Arc<Message> {
+        Arc::new(Message { channel: channel.into(), from: String::new(), ts: n, body: Body::Json(n.to_string()) })
+    }
+
+    #[test]
+    fn latest_keeps_the_newest_per_channel_and_counts_the_rest() {
+        let mut slots = LatestSlots::default();
+        assert!(!slots.offer(message("a", 1)));
+        assert!(!slots.offer(message("b", 2)));
+        assert!(slots.offer(message("a", 3)));
+        assert!(slots.offer(message("a", 4)));
+        let taken = slots.take_all();
+        assert_eq!(taken.iter().map(|p| (p.message.ts, p.replaced)).collect::<Vec<_>>(), vec![(4, 2), (2, 0)]);
+        assert_eq!(slots.len(), 0);
+        slots.offer(message("a", 5));
+        let mut taken = taken.into_iter();
+        slots.give_back(taken.next().unwrap());
+        slots.give_back(taken.next().unwrap());
+        let again = slots.take_all();
+        assert_eq!(again.iter().map(|p| (p.message.ts, p.replaced)).collect::<Vec<_>>(), vec![(5, 3), (2, 0)]);
     }
 
     #[test]

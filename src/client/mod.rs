@@ -6,12 +6,14 @@ mod config;
 mod connection;
 mod event;
 mod proxy;
+mod rows;
 mod status;
 mod store;
 mod tls;
 
 pub use config::{Config, TlsRoots};
-pub use event::{Body, Event, Message};
+pub use event::{Body, Event, Message, Pending};
+pub use rows::RowsRead;
 pub use status::State;
 pub use store::Snapshot;
 
@@ -20,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::protocol::channel::validate_channel;
 use crate::protocol::envelope::{encode_publish_binary, encode_publish_json};
@@ -29,8 +31,9 @@ use crate::protocol::lighting::{build_dmx_frame, ArtDmxHeader};
 use crate::protocol::outbound::OutboundBuffer;
 use crate::protocol::proxy::{ProxyEnvironment, ProxySetting};
 use crate::protocol::streams::{StreamPayload, Streams, MAX_STREAMS};
-use crate::protocol::subscriptions::SubscriptionRegistry;
-use event::{lock, Inbox};
+use crate::protocol::subscriptions::{Delivery, SubscriptionRegistry};
+use event::{lock, Inbox, LatestSlots};
+use rows::RowRing;
 use status::{Counters, Gauges, Health};
 use store::LastValues;
 
@@ -54,6 +57,10 @@ pub(crate) struct Shared {
     pub registry_version: AtomicU64,
     pub outbound: Mutex<OutboundBuffer>,
     pub inbox: Inbox,
+    /// Channels delivered as `Latest`: their newest message, waiting for a poll.
+    pub latest: Mutex<LatestSlots>,
+    /// The newest messages as table rows.
+    pub rows: Mutex<RowRing>,
     pub store: Mutex<LastValues>,
     pub counters: Counters,
     pub health: Mutex<Health>,
@@ -128,6 +135,8 @@ impl Client {
             registry_version: AtomicU64::new(0),
             outbound: Mutex::new(OutboundBuffer::new(config.outbound_max_messages, config.outbound_max_bytes)),
             inbox: Inbox::new(config.inbound_queue_capacity),
+            latest: Mutex::new(LatestSlots::default()),
+            rows: Mutex::new(RowRing::new(config.table_history)),
             store: Mutex::new(LastValues::new(config.max_numeric_channels)),
             counters: Counters::default(),
             health: Mutex::new(Health::default()),
@@ -205,6 +214,13 @@ impl Client {
         Ok(known)
     }
 
+    /// Chooses how a subscribed channel's messages reach `next_event`/`take_latest`.
+    /// Returns false when the channel is not subscribed.
+    pub fn set_delivery(&self, channel: &str, delivery: Delivery) -> Result<bool, DataNetError> {
+        validate_channel(channel)?;
+        Ok(lock(&self.shared.registry).set_delivery(channel, delivery))
+    }
+
     pub fn subscriptions(&self) -> Vec<String> {
         lock(&self.shared.registry).channels().map(str::to_string).collect()
     }
@@ -233,7 +249,7 @@ impl Client {
     ) -> Result<(), DataNetError> {
         validate_channel(channel)?;
         let meta = parse_meta(meta_json)?;
-        self.enqueue(encode_publish_binary(channel, data, content_type, meta.as_ref()))
+        self.enqueue(encode_publish_binary(channel, data, content_type, meta.as_deref()))
     }
 
     fn enqueue(&self, frame: String) -> Result<(), DataNetError> {
@@ -332,8 +348,36 @@ impl Client {
         self.shared.inbox.hold(event);
     }
 
+    /// Takes the newest message of every `Latest` channel that had one since the
+    /// last call, with how many older ones each replaced.
+    pub fn take_latest(&self) -> Vec<Pending> {
+        lock(&self.shared.latest).take_all()
+    }
+
+    /// Gives back an entry taken by `take_latest` that could not be delivered.
+    pub fn give_back_latest(&self, entry: Pending) {
+        lock(&self.shared.latest).give_back(entry);
+    }
+
+    /// Events waiting: queued events plus `Latest` channels with a message.
     pub fn pending_events(&self) -> usize {
-        self.shared.inbox.len()
+        self.shared.inbox.len() + lock(&self.shared.latest).len()
+    }
+
+    /// Appends to `out` the newest `max_rows` table rows after the row numbered
+    /// `after` (see `rows` for the text layout).
+    pub fn read_rows(&self, after: u64, max_rows: usize, out: &mut String) -> RowsRead {
+        lock(&self.shared.rows).read(after, max_rows, out)
+    }
+
+    /// Sequence number of the newest table row (0 = none yet).
+    pub fn newest_row(&self) -> u64 {
+        lock(&self.shared.rows).newest_seq()
+    }
+
+    /// Changes whenever a numeric last value changes.
+    pub fn values_version(&self) -> u64 {
+        lock(&self.shared.store).values_version()
     }
 
     pub fn snapshot(&self, known_names_generation: Option<u64>) -> Snapshot {
@@ -372,7 +416,7 @@ impl Client {
             coalesced,
             streams_pending,
             dropped_inbound: self.shared.inbox.dropped(),
-            events_pending: self.shared.inbox.len(),
+            events_pending: self.pending_events(),
             queued_outbound,
             queued_outbound_bytes,
             subscriptions: lock(&self.shared.registry).len(),
@@ -387,15 +431,14 @@ impl Client {
     }
 }
 
-/// Metadata given as JSON text: an object, or null/absent for none.
-fn parse_meta(meta_json: Option<&str>) -> Result<Option<Map<String, Value>>, DataNetError> {
-    match meta_json {
-        None => Ok(None),
-        Some(text) => match serde_json::from_str(text) {
-            Ok(Value::Object(map)) => Ok(Some(map)),
-            Ok(Value::Null) => Ok(None),
-            _ => Err(DataNetError::new(INVALID_ARGUMENT, "metadata must be a JSON object")),
-        },
+/// Metadata given as JSON text: an object (kept as the caller's own text), or
+/// null/absent for none.
+fn parse_meta(meta_json: Option<&str>) -> Result<Option<String>, DataNetError> {
+    let Some(text) = meta_json.map(str::trim) else { return Ok(None) };
+    match serde_json::from_str::<&serde_json::value::RawValue>(text) {
+        Ok(raw) if raw.get().starts_with('{') => Ok(Some(text.to_string())),
+        Ok(raw) if raw.get() == "null" => Ok(None),
+        _ => Err(DataNetError::new(INVALID_ARGUMENT, "metadata must be a JSON object")),
     }
 }
 

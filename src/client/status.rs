@@ -45,6 +45,8 @@ pub struct Counters {
     pub binary_invalid: AtomicU64,
     /// Own messages dropped because `echo` is off.
     pub echo_suppressed: AtomicU64,
+    /// Messages of `Latest` channels replaced by a newer one before a poll took them.
+    pub replaced_latest: AtomicU64,
     /// Unix ms of the newest inbound message; 0 = none yet.
     pub last_message_ms: AtomicI64,
 }
@@ -107,6 +109,7 @@ pub fn status_json(health: &Health, counters: &Counters, gauges: &Gauges) -> Val
             "binary_other": c(&counters.binary_other),
             "binary_invalid": c(&counters.binary_invalid),
             "echo_suppressed": c(&counters.echo_suppressed),
+            "replaced_latest": c(&counters.replaced_latest),
             "coalesced": gauges.coalesced,
             "streams_pending": gauges.streams_pending,
             "dropped_values": gauges.dropped_values,

@@ -5,8 +5,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::event::Message;
 use crate::protocol::flatten::flatten_numeric;
 use crate::protocol::lighting::BinaryNumbers;
@@ -27,7 +25,8 @@ pub struct LastValues {
 
 /// The numeric fields of one message.
 pub enum Numbers<'a> {
-    Json(&'a Value),
+    /// JSON text, flattened in document order.
+    Json(&'a str),
     Indexed(&'a BinaryNumbers),
 }
 
@@ -89,9 +88,11 @@ impl LastValues {
     /// value to flatten, or the slots of a binary payload.
     pub fn record(&mut self, message: Arc<Message>, numbers: Option<Numbers<'_>>) {
         match numbers {
-            Some(Numbers::Json(value)) => {
+            Some(Numbers::Json(text)) => {
                 let mut writer = self.writer(&message.channel);
-                flatten_numeric(value, |key, number| writer.put(key, number));
+                // The text was validated with the envelope, so this cannot fail; if it
+                // did, the numbers before the fault are kept, which is all there is.
+                let _ = flatten_numeric(text, |key, number| writer.put(key, number));
                 self.values_version += 1;
             }
             Some(Numbers::Indexed(binary)) => {
@@ -175,6 +176,10 @@ impl LastValues {
         }
     }
 
+    pub fn values_version(&self) -> u64 {
+        self.values_version
+    }
+
     pub fn numeric_len(&self) -> usize {
         self.values.len()
     }
@@ -188,14 +193,28 @@ impl LastValues {
 mod tests {
     use super::*;
     use crate::client::event::Body;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn msg(channel: &str, value: &Value) -> Arc<Message> {
         Arc::new(Message { channel: channel.into(), from: "x".into(), ts: 1, body: Body::Json(value.to_string()) })
     }
 
     fn put(store: &mut LastValues, channel: &str, value: Value) {
-        store.record(msg(channel, &value), Some(Numbers::Json(&value)));
+        let text = value.to_string();
+        store.record(msg(channel, &value), Some(Numbers::Json(&text)));
+    }
+
+    #[test]
+    fn names_follow_the_publishers_field_order_across_messages() {
+        let mut s = LastValues::new(100);
+        for text in [r#"{"r":1,"g":2,"b":3}"#, r#"{"w":4,"g":5,"a":6}"#] {
+            let message =
+                Arc::new(Message { channel: "c".into(), from: "x".into(), ts: 1, body: Body::Json(text.into()) });
+            s.record(message, Some(Numbers::Json(text)));
+        }
+        let keys: Vec<String> = s.snapshot(None).names.into_iter().map(|(_, k)| k).collect();
+        assert_eq!(keys, vec!["r", "g", "b", "w", "a"]);
+        assert_eq!(s.value("c", "g"), Some(5.0));
     }
 
     #[test]

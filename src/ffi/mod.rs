@@ -11,6 +11,7 @@
 //! and strings, with null checks first.
 
 mod batch;
+mod pickle;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -25,45 +26,85 @@ use crate::client::{Client, Config};
 use crate::protocol::base64;
 use crate::protocol::error::DataNetError;
 use crate::protocol::lighting::{self, ArtDmxHeader};
+use crate::protocol::subscriptions::Delivery;
+use batch::{BatchWriter, Grouping};
 
 /// Success.
 pub const DN_OK: i32 = 0;
-/// A required pointer argument was NULL.
+/// A required pointer argument was NULL (or an output buffer was NULL with a
+/// non-zero capacity).
 pub const DN_ERR_NULL_POINTER: i32 = -1;
-/// The handle is unknown: never created, or already freed.
+/// The handle is unknown: never created, or already freed. Handle 0 is never valid.
 pub const DN_ERR_INVALID_HANDLE: i32 = -2;
 /// A string argument is not valid UTF-8.
 pub const DN_ERR_INVALID_UTF8: i32 = -3;
-/// An argument was refused (bad config, bad JSON, bad channel name, too large).
+/// An argument was refused (bad config, bad JSON, bad channel name, too large,
+/// unknown flag or mode).
 pub const DN_ERR_INVALID_ARGUMENT: i32 = -4;
-/// The caller's buffer is too small; the size needed was written.
+/// The output buffer is too small; `*out_len` (or the info struct's length
+/// fields) holds the length needed. Nothing else was written or consumed.
 pub const DN_ERR_BUFFER_TOO_SMALL: i32 = -5;
-/// Nothing is stored for that channel or key.
+/// Nothing is stored for that channel or key, or the channel is not subscribed.
 pub const DN_ERR_NOT_FOUND: i32 = -6;
 /// A bug inside the library was caught at the boundary.
 pub const DN_ERR_PANIC: i32 = -7;
 
-/// The ABI version `DataNet.py` checks at load time. Bump on any change to a
-/// signature, a constant or the record format.
-pub const DN_ABI_VERSION: u32 = 2;
+/// The ABI version `DataNet.py` checks at load time. Bumped on any change to a
+/// signature, a constant, a struct, a rule of this header or the record format.
+pub const DN_ABI_VERSION: u32 = 3;
 
-/// Event kinds in a poll batch record (`kind` byte).
+/// Record kind (`kind` byte): one JSON message; payload = the `d` value's text exactly as the gateway sent it.
 pub const DN_EVENT_MESSAGE_JSON: u8 = 1;
+/// One binary message; payload = the bytes, content_type set, meta = the JSON object
+/// text of its metadata as sent, or empty.
 pub const DN_EVENT_MESSAGE_BINARY: u8 = 2;
+/// Connected; payload = the connection id (the `from` of this client's own messages).
 pub const DN_EVENT_CONNECTED: u8 = 3;
+/// The connection was lost; payload = the reason. Not emitted by `dn_disconnect`.
 pub const DN_EVENT_DISCONNECTED: u8 = 4;
+/// An error; payload = JSON object {code, message, channel, operation, required,
+/// retry_ms, scope, limit, status}; the record's channel repeats `channel`.
 pub const DN_EVENT_ERROR: u8 = 5;
+/// The gateway acknowledged a subscription (one per channel per (re)subscribe);
+/// payload = `{"occupancy": n}` or `{"occupancy": null}`; channel set.
 pub const DN_EVENT_SUB_ACK: u8 = 6;
+/// A presence answer; payload = `{"occupancy": n, "members": [...]}`, or with
+/// `DN_FLAG_ERROR` an error object as for `DN_EVENT_ERROR`; channel set.
 pub const DN_EVENT_PRESENCE: u8 = 7;
+/// Several JSON messages in one record (only with `DN_POLL_GROUP_JSON`); payload =
+/// one JSON array `[[channel, from, ts, data, replaced], ...]`, each `data` the
+/// gateway's own text; the record's channel and from are empty, ts is 0.
+pub const DN_EVENT_MESSAGES_JSON: u8 = 8;
+/// Several JSON messages in one record (only with `DN_POLL_GROUP_PICKLE`), for
+/// Python hosts: payload = a Python pickle (protocol 4, data only: list, dict, str,
+/// int, float, bool, None) of the list `[[channel, from, ts, data, replaced], ...]`,
+/// each `data` the value Python's `json.loads` makes of the gateway's text (big
+/// integers exact); the record's channel and from are empty, ts is 0.
+pub const DN_EVENT_MESSAGES_PICKLE: u8 = 9;
 /// Record flag: a raw binary frame from an older gateway (no channel; deliver to
 /// every binary subscriber).
 pub const DN_FLAG_RAW: u8 = 1;
 /// Record flag: a presence record whose payload is an error object.
 pub const DN_FLAG_ERROR: u8 = 2;
-/// Size of a record header in a poll batch.
-pub const DN_RECORD_HEADER_LEN: u32 = 36;
+/// Size of a record header.
+pub const DN_RECORD_HEADER_LEN: u32 = 40;
 /// `known_generation` value meaning "I have no names yet".
 pub const DN_GENERATION_NONE: u64 = u64::MAX;
+/// `dn_poll` flag: put consecutive JSON messages into one `DN_EVENT_MESSAGES_JSON`
+/// record, so a host parses a whole batch with one JSON call.
+pub const DN_POLL_GROUP_JSON: u32 = 1;
+/// `dn_poll` flag: put consecutive JSON messages into one `DN_EVENT_MESSAGES_PICKLE`
+/// record, which Python's `pickle.loads` turns into objects faster than `json.loads`
+/// (not with `DN_POLL_GROUP_JSON`).
+pub const DN_POLL_GROUP_PICKLE: u32 = 2;
+/// `dn_set_delivery` mode: every message of the channel is an event (the default).
+pub const DN_DELIVER_EVERY: u32 = 0;
+/// `dn_set_delivery` mode: at most one message of the channel per `dn_poll`, the
+/// newest, with the count of older ones it replaced in the record's `replaced`.
+pub const DN_DELIVER_LATEST: u32 = 1;
+/// `dn_set_delivery` mode: no events; messages only update the last values
+/// (`dn_values`) and the table rows (`dn_rows`).
+pub const DN_DELIVER_STORE_ONLY: u32 = 2;
 
 /// The header fields of a decoded ArtDMX packet.
 #[repr(C)]
@@ -74,13 +115,15 @@ pub struct DnArtDmx {
     pub net: u8,
     pub sequence: u8,
     pub physical: u8,
+    pub reserved: u8,
     /// Net, Sub-Net and Universe as one 15-bit Port-Address.
     pub port_address: u16,
-    /// Bytes of DMX data.
-    pub length: usize,
+    /// Bytes of DMX data (2..512).
+    pub length: u32,
 }
 
-/// What `dn_values` wrote (or, with `DN_ERR_BUFFER_TOO_SMALL`, needs).
+/// What `dn_values` wrote. With `DN_ERR_BUFFER_TOO_SMALL` only `count` and
+/// `names_len` are written: the capacities needed.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DnValuesInfo {
@@ -89,19 +132,60 @@ pub struct DnValuesInfo {
     /// Changes whenever any value changes.
     pub version: u64,
     /// Number of values (= number of names).
-    pub count: usize,
-    /// Bytes of names text written including the NUL, or 0 when the caller's
-    /// generation was current and names were not written.
-    pub names_len: usize,
+    pub count: u64,
+    /// Length of the names text without its NUL (the buffer needs one more byte),
+    /// or 0 when the caller's generation was current and names were not written.
+    pub names_len: u64,
+}
+
+/// What `dn_poll` did. With `DN_ERR_BUFFER_TOO_SMALL` only `len` is written: the
+/// bytes the first waiting event needs.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DnPollInfo {
+    /// Bytes of records written.
+    pub len: u64,
+    /// Events taken (a `DN_EVENT_MESSAGES_JSON` record holds several).
+    pub events: u32,
+    /// Records written.
+    pub records: u32,
+    /// Events still waiting after this call.
+    pub pending: u64,
+    /// The last values' version (as `DnValuesInfo.version`): a host refreshes its
+    /// CHOP or display only when it changed.
+    pub values_version: u64,
+    /// Sequence number of the newest table row (0 = none yet): a host calls
+    /// `dn_rows` only when it passed its cursor.
+    pub row_seq: u64,
+}
+
+/// What `dn_rows` wrote. With `DN_ERR_BUFFER_TOO_SMALL` only `len` is written.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DnRowsInfo {
+    /// Bytes of rows text written (no NUL).
+    pub len: u64,
+    /// Rows written.
+    pub rows: u32,
+    pub reserved: u32,
+    /// Sequence number of the newest row: the caller's next `after_seq`.
+    pub newest_seq: u64,
+    /// Rows newer than `after_seq` not written: beyond `max_rows`, or already gone
+    /// from the ring (`table_history`). Counted, so nothing is lost silently.
+    pub skipped: u64,
 }
 
 static VERSION: &CStr = c"0.1.0";
 
 static CLIENTS: Lazy<Mutex<HashMap<u64, Arc<Client>>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+/// Starts at 1: handle 0 is never valid, so a zeroed variable is never a client.
 static NEXT_HANDLE: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+    /// One poll's batch is built here and copied out once; kept between calls so a
+    /// steady stream allocates nothing.
+    static BATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A failed call: its result code and the text kept for `dn_last_error`.
@@ -138,6 +222,10 @@ fn null(name: &str) -> Failure {
     Failure(DN_ERR_NULL_POINTER, format!("{name} is NULL"))
 }
 
+fn too_small(cap: usize, needed: usize) -> Failure {
+    Failure(DN_ERR_BUFFER_TOO_SMALL, format!("buffer of {cap} bytes; {needed} needed"))
+}
+
 /// # Safety
 /// `ptr` is NULL or a NUL-terminated string valid for reads.
 unsafe fn text<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, Failure> {
@@ -157,16 +245,6 @@ unsafe fn optional_text<'a>(ptr: *const c_char, name: &str) -> Result<Option<&'a
     }
 }
 
-/// # Safety
-/// `out` is NULL or valid for one write of `T`.
-unsafe fn write_out<T>(out: *mut T, value: T, name: &str) -> FfiResult {
-    if out.is_null() {
-        return Err(null(name));
-    }
-    out.write(value);
-    Ok(())
-}
-
 /// A C array as a slice; NULL is allowed only with a zero length.
 ///
 /// # Safety
@@ -181,39 +259,53 @@ unsafe fn slice<'a, T>(ptr: *const T, len: usize, name: &str) -> Result<&'a [T],
     }
 }
 
-/// Copies `bytes` into `out`; BUFFER_TOO_SMALL writes the size needed.
-///
-/// # Safety
-/// `out` is NULL or valid for `cap` bytes of writes; `out_len` is NULL or valid.
-unsafe fn write_bytes(bytes: &[u8], out: *mut u8, cap: usize, out_len: *mut usize) -> FfiResult {
-    if out_len.is_null() {
-        return Err(null("out_len"));
+/// The one rule for output buffers: NULL with capacity 0 is a size query (the
+/// call answers `DN_ERR_BUFFER_TOO_SMALL` with the length needed, unless nothing
+/// needs writing); NULL with a non-zero capacity is `DN_ERR_NULL_POINTER`.
+fn check_buffer<T>(ptr: *const T, cap: usize, name: &str) -> FfiResult {
+    if ptr.is_null() && cap > 0 {
+        return Err(Failure(DN_ERR_NULL_POINTER, format!("{name} is NULL with a capacity of {cap}")));
     }
-    if out.is_null() || cap < bytes.len() {
-        out_len.write(bytes.len());
-        return Err(Failure(DN_ERR_BUFFER_TOO_SMALL, format!("buffer of {cap} bytes; {} needed", bytes.len())));
-    }
-    std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len());
-    out_len.write(bytes.len());
     Ok(())
 }
 
-/// Copies `bytes` and a NUL into `buf`; BUFFER_TOO_SMALL writes the size needed.
+/// An out-parameter that must not be NULL, checked before any work is done.
+fn check_out<T>(ptr: *mut T, name: &str) -> FfiResult {
+    if ptr.is_null() {
+        Err(null(name))
+    } else {
+        Ok(())
+    }
+}
+
+/// Copies `bytes` into `out`, or answers BUFFER_TOO_SMALL; `*out_len` gets the
+/// length either way. Arguments were checked by the caller.
 ///
 /// # Safety
-/// `buf` is NULL or valid for `cap` bytes of writes; `out_len` is NULL or valid.
-unsafe fn write_text(bytes: &[u8], buf: *mut c_char, cap: usize, out_len: *mut usize) -> FfiResult {
-    if out_len.is_null() {
-        return Err(null("out_len"));
+/// `out` is NULL (then `cap` is 0) or valid for `cap` bytes of writes; `out_len` valid.
+unsafe fn write_bytes(bytes: &[u8], out: *mut u8, cap: usize, out_len: *mut usize) -> FfiResult {
+    out_len.write(bytes.len());
+    if cap < bytes.len() {
+        return Err(too_small(cap, bytes.len()));
     }
-    let needed = bytes.len() + 1;
-    if buf.is_null() || cap < needed {
-        out_len.write(needed);
-        return Err(Failure(DN_ERR_BUFFER_TOO_SMALL, format!("buffer of {cap} bytes; {needed} needed")));
+    if !bytes.is_empty() {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len());
+    }
+    Ok(())
+}
+
+/// Copies `bytes` and a NUL into `buf`, or answers BUFFER_TOO_SMALL; `*out_len`
+/// gets the length without the NUL either way (the buffer needs one more byte).
+///
+/// # Safety
+/// `buf` is NULL (then `cap` is 0) or valid for `cap` bytes of writes; `out_len` valid.
+unsafe fn write_text(bytes: &[u8], buf: *mut c_char, cap: usize, out_len: *mut usize) -> FfiResult {
+    out_len.write(bytes.len());
+    if cap < bytes.len() + 1 {
+        return Err(too_small(cap, bytes.len() + 1));
     }
     std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), bytes.len());
     buf.add(bytes.len()).write(0);
-    out_len.write(bytes.len());
     Ok(())
 }
 
@@ -230,37 +322,41 @@ pub extern "C" fn dn_abi_version() -> u32 {
 }
 
 /// Copies the text of the calling thread's last failure (empty if none) into `buf`
-/// with a NUL; `*out_len` gets its length without the NUL. Secrets never appear in it.
+/// with a NUL. Secrets never appear in it. Reading it does not change it.
 ///
 /// # Safety
-/// `buf` valid for `cap` bytes; `out_len` valid for a write.
+/// `buf` NULL with `cap` 0, or valid for `cap` bytes; `out_len` valid for a write.
 #[no_mangle]
 pub unsafe extern "C" fn dn_last_error(buf: *mut c_char, cap: usize, out_len: *mut usize) -> i32 {
     let message = LAST_ERROR.with(|last| last.borrow().clone());
     // Not through `guard`: reporting this failure must not overwrite the message.
-    match catch_unwind(AssertUnwindSafe(|| write_text(message.as_bytes(), buf, cap, out_len))) {
+    let body = || {
+        check_buffer(buf, cap, "buf")?;
+        check_out(out_len, "out_len")?;
+        write_text(message.as_bytes(), buf, cap, out_len)
+    };
+    match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => DN_OK,
         Ok(Err(Failure(code, _))) => code,
         Err(_) => DN_ERR_PANIC,
     }
 }
 
-/// Creates a client from a JSON config object (`api_key` required; see README for
-/// every key). Does not connect.
+/// Creates a client from a JSON config object (`api_key` required; docs/REFERENCE.md
+/// lists every key; unknown keys are refused). Does not connect.
 ///
 /// # Safety
 /// `config_json` a NUL-terminated string; `out_handle` valid for a write.
 #[no_mangle]
 pub unsafe extern "C" fn dn_client_new(config_json: *const c_char, out_handle: *mut u64) -> i32 {
     guard(|| {
-        let config = Config::from_json(text(config_json, "config_json")?)?;
-        if out_handle.is_null() {
-            return Err(null("out_handle"));
-        }
-        let client = Client::new(config)?;
+        let config_json = text(config_json, "config_json")?;
+        check_out(out_handle, "out_handle")?;
+        let client = Client::new(Config::from_json(config_json)?)?;
         let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
         CLIENTS.lock().unwrap_or_else(|p| p.into_inner()).insert(handle, Arc::new(client));
-        write_out(out_handle, handle, "out_handle")
+        out_handle.write(handle);
+        Ok(())
     })
 }
 
@@ -283,6 +379,7 @@ pub extern "C" fn dn_connect(handle: u64) -> i32 {
 }
 
 /// Stops the connection within 500 ms; subscriptions and queued publishes are kept.
+/// Emits no `DN_EVENT_DISCONNECTED` record (the caller knows).
 #[no_mangle]
 pub extern "C" fn dn_disconnect(handle: u64) -> i32 {
     guard(|| {
@@ -291,17 +388,23 @@ pub extern "C" fn dn_disconnect(handle: u64) -> i32 {
     })
 }
 
-/// Adds a subscriber to a channel (the first one sends `sub`).
+/// Adds a subscriber to a channel (the first one sends `sub`; its delivery starts
+/// as `DN_DELIVER_EVERY`). Channel names: 1..255 bytes of ASCII letters, digits and
+/// `_ - . : /`, no leading or trailing `.`, no empty segment (docs/PROTOCOL.md §8);
+/// anything else is `DN_ERR_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// `channel` a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn dn_subscribe(handle: u64, channel: *const c_char) -> i32 {
-    guard(|| Ok(client(handle)?.subscribe(text(channel, "channel")?)?))
+    guard(|| {
+        let channel = text(channel, "channel")?;
+        Ok(client(handle)?.subscribe(channel)?)
+    })
 }
 
-/// Removes a subscriber (the last one sends `unsub`). `DN_ERR_NOT_FOUND` when the
-/// channel had no subscriber.
+/// Removes a subscriber (the last one sends `unsub` and forgets the channel's last
+/// values). `DN_ERR_NOT_FOUND` when the channel had no subscriber.
 ///
 /// # Safety
 /// `channel` a NUL-terminated string.
@@ -317,13 +420,43 @@ pub unsafe extern "C" fn dn_unsubscribe(handle: u64, channel: *const c_char) -> 
     })
 }
 
-/// Publishes JSON text (any JSON value). Never blocks: queued while disconnected.
+/// Chooses how a subscribed channel's messages reach `dn_poll`: `DN_DELIVER_EVERY`,
+/// `DN_DELIVER_LATEST` or `DN_DELIVER_STORE_ONLY`. Every message still updates
+/// `dn_values` and `dn_rows`. `DN_ERR_NOT_FOUND` when the channel is not subscribed
+/// (the mode lives as long as the subscription); an unknown mode is
+/// `DN_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `channel` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn dn_set_delivery(handle: u64, channel: *const c_char, mode: u32) -> i32 {
+    guard(|| {
+        let channel = text(channel, "channel")?;
+        let delivery = match mode {
+            DN_DELIVER_EVERY => Delivery::Every,
+            DN_DELIVER_LATEST => Delivery::Latest,
+            DN_DELIVER_STORE_ONLY => Delivery::StoreOnly,
+            other => return Err(Failure(DN_ERR_INVALID_ARGUMENT, format!("invalid_argument: unknown mode {other}"))),
+        };
+        if client(handle)?.set_delivery(channel, delivery)? {
+            Ok(())
+        } else {
+            Err(Failure(DN_ERR_NOT_FOUND, format!("not subscribed to {channel}")))
+        }
+    })
+}
+
+/// Publishes JSON text (any JSON value), sent as given. Never blocks: queued while
+/// disconnected.
 ///
 /// # Safety
 /// `channel` and `json` NUL-terminated strings.
 #[no_mangle]
 pub unsafe extern "C" fn dn_publish_json(handle: u64, channel: *const c_char, json: *const c_char) -> i32 {
-    guard(|| Ok(client(handle)?.publish_json(text(channel, "channel")?, text(json, "json")?)?))
+    guard(|| {
+        let (channel, json) = (text(channel, "channel")?, text(json, "json")?);
+        Ok(client(handle)?.publish_json(channel, json)?)
+    })
 }
 
 /// Publishes bytes. `content_type` NULL or "" = application/octet-stream;
@@ -341,64 +474,133 @@ pub unsafe extern "C" fn dn_publish_binary(
     meta_json: *const c_char,
 ) -> i32 {
     guard(|| {
-        let bytes = slice(data, len, "data")?;
         let channel = text(channel, "channel")?;
+        let bytes = slice(data, len, "data")?;
         let content_type = optional_text(content_type, "content_type")?.unwrap_or("");
         let meta = optional_text(meta_json, "meta_json")?;
         Ok(client(handle)?.publish_binary(channel, bytes, content_type, meta)?)
     })
 }
 
-/// Moves up to `max_events` events (0 = the config's `max_events_per_poll`) into
-/// `buf` as consecutive records (format in this header's introduction).
-/// `*out_len` gets the bytes written and `*out_count` the records. Events that do
-/// not fit stay queued for the next call. When not even the first event fits,
-/// returns `DN_ERR_BUFFER_TOO_SMALL` with the bytes it needs in `*out_len`.
+/// Moves up to `max_events` waiting events (0 = the config's `max_events_per_poll`)
+/// into `buf` as consecutive records (format in this header's introduction), then
+/// the newest message of every `DN_DELIVER_LATEST` channel that had one. `flags`:
+/// 0, `DN_POLL_GROUP_JSON` or `DN_POLL_GROUP_PICKLE`. Events that do not fit stay queued, in order, for the
+/// next call. When not even the first fits, returns `DN_ERR_BUFFER_TOO_SMALL` with
+/// its size in `out_info->len` (a NULL `buf` with `cap` 0 asks just that).
 ///
 /// # Safety
-/// `buf` valid for `cap` bytes of writes; `out_len`, `out_count` valid for a write.
+/// `buf` NULL with `cap` 0, or valid for `cap` bytes of writes; `out_info` valid.
 #[no_mangle]
 pub unsafe extern "C" fn dn_poll(
     handle: u64,
     buf: *mut u8,
     cap: usize,
     max_events: u32,
-    out_len: *mut usize,
-    out_count: *mut u32,
+    flags: u32,
+    out_info: *mut DnPollInfo,
 ) -> i32 {
     guard(|| {
-        if out_len.is_null() || out_count.is_null() {
-            return Err(null("out_len/out_count"));
-        }
-        if buf.is_null() && cap > 0 {
-            return Err(null("buf"));
-        }
+        check_buffer(buf, cap, "buf")?;
+        check_out(out_info, "out_info")?;
+        let grouping = match flags {
+            0 => Grouping::None,
+            DN_POLL_GROUP_JSON => Grouping::Json,
+            DN_POLL_GROUP_PICKLE => Grouping::Pickle,
+            _ => {
+                let why =
+                    format!("invalid_argument: poll flags {flags:#x} (0, DN_POLL_GROUP_JSON or DN_POLL_GROUP_PICKLE)");
+                return Err(Failure(DN_ERR_INVALID_ARGUMENT, why));
+            }
+        };
         let client = client(handle)?;
         let max = if max_events == 0 { client.config().max_events_per_poll } else { max_events as usize };
-        let mut batch = Vec::new();
-        let mut count = 0u32;
-        while (count as usize) < max {
-            let Some(event) = client.next_event() else { break };
-            let needed = batch::encoded_len(&event);
-            if batch.len() + needed > cap {
-                client.hold_event(event);
-                if count == 0 {
-                    out_len.write(needed);
-                    return Err(Failure(
-                        DN_ERR_BUFFER_TOO_SMALL,
-                        format!("poll buffer of {cap} bytes; {needed} needed"),
-                    ));
+        BATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let mut batch = BatchWriter::new(&mut scratch, cap, grouping);
+            let mut events = 0u32;
+            let mut first_needed = None;
+            while (events as usize) < max {
+                let Some(event) = client.next_event() else { break };
+                if let Err(needed) = batch.push_event(&event) {
+                    client.hold_event(event);
+                    first_needed = (events == 0).then_some(needed);
+                    break;
                 }
-                break;
+                events += 1;
             }
-            batch::encode_event(&event, &mut batch);
-            count += 1;
+            if first_needed.is_none() {
+                let mut latest = client.take_latest().into_iter();
+                for entry in latest.by_ref() {
+                    if let Err(needed) = batch.push_message(&entry.message, entry.replaced) {
+                        first_needed = (events == 0).then_some(needed);
+                        client.give_back_latest(entry);
+                        break;
+                    }
+                    events += 1;
+                }
+                latest.for_each(|entry| client.give_back_latest(entry));
+            }
+            if let Some(needed) = first_needed {
+                std::ptr::addr_of_mut!((*out_info).len).write(needed as u64);
+                return Err(too_small(cap, needed));
+            }
+            let records = batch.records;
+            let bytes = batch.finish();
+            if !bytes.is_empty() {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len());
+            }
+            out_info.write(DnPollInfo {
+                len: bytes.len() as u64,
+                events,
+                records,
+                pending: client.pending_events() as u64,
+                values_version: client.values_version(),
+                row_seq: client.newest_row(),
+            });
+            Ok(())
+        })
+    })
+}
+
+/// Copies the newest table rows after row `after_seq` (0 = from the start), at
+/// most `max_rows` of them (the newest), as UTF-8 text without a NUL: rows
+/// separated by 0x1E, the cells `channel, data, from, ts` by 0x1F (neither occurs
+/// inside a cell). `data` is the JSON text as sent, cut after 4096 characters with
+/// `...`, or `<content type, N bytes>` for binary. `out_info->newest_seq` is the
+/// next `after_seq`; rows not returned are counted in `out_info->skipped`. The
+/// library keeps the newest `table_history` rows (config, default 1000).
+///
+/// # Safety
+/// `buf` NULL with `cap` 0, or valid for `cap` bytes of writes; `out_info` valid.
+#[no_mangle]
+pub unsafe extern "C" fn dn_rows(
+    handle: u64,
+    after_seq: u64,
+    max_rows: u32,
+    buf: *mut u8,
+    cap: usize,
+    out_info: *mut DnRowsInfo,
+) -> i32 {
+    guard(|| {
+        check_buffer(buf, cap, "buf")?;
+        check_out(out_info, "out_info")?;
+        let mut text = String::new();
+        let read = client(handle)?.read_rows(after_seq, max_rows as usize, &mut text);
+        if text.len() > cap {
+            std::ptr::addr_of_mut!((*out_info).len).write(text.len() as u64);
+            return Err(too_small(cap, text.len()));
         }
-        if !batch.is_empty() {
-            std::ptr::copy_nonoverlapping(batch.as_ptr(), buf, batch.len());
+        if !text.is_empty() {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buf, text.len());
         }
-        out_len.write(batch.len());
-        out_count.write(count);
+        out_info.write(DnRowsInfo {
+            len: text.len() as u64,
+            rows: read.rows as u32,
+            reserved: 0,
+            newest_seq: read.newest_seq,
+            skipped: read.skipped,
+        });
         Ok(())
     })
 }
@@ -407,13 +609,16 @@ pub unsafe extern "C" fn dn_poll(
 /// `known_generation` differs from the current generation (pass
 /// `DN_GENERATION_NONE` the first time) the names are also written to `names`
 /// as NUL-terminated JSON text: an array of `[channel, key]` pairs, key paths
-/// joined with `/` ("" for a bare number). `*out_info` tells what was written.
+/// joined with `/` ("" for a bare number), in first-seen order (across and within
+/// messages: the publisher's field order). Values are doubles: integers beyond
+/// 2^53 are rounded to the nearest double. `*out_info` tells what was written.
 /// A too-small `values` or `names` returns `DN_ERR_BUFFER_TOO_SMALL` with the
-/// needed `count` and `names_len` in `*out_info`.
+/// needed `count` and `names_len` in `*out_info` (NULL buffers with capacity 0
+/// ask just that).
 ///
 /// # Safety
-/// `values` valid for `values_cap` doubles; `names` valid for `names_cap` bytes (or
-/// NULL with 0); `out_info` valid for a write.
+/// `values` NULL with `values_cap` 0 or valid for `values_cap` doubles; `names`
+/// NULL with `names_cap` 0 or valid for `names_cap` bytes; `out_info` valid.
 #[no_mangle]
 pub unsafe extern "C" fn dn_values(
     handle: u64,
@@ -425,9 +630,9 @@ pub unsafe extern "C" fn dn_values(
     out_info: *mut DnValuesInfo,
 ) -> i32 {
     guard(|| {
-        if out_info.is_null() {
-            return Err(null("out_info"));
-        }
+        check_buffer(values, values_cap, "values")?;
+        check_buffer(names, names_cap, "names")?;
+        check_out(out_info, "out_info")?;
         let client = client(handle)?;
         let snapshot = client.snapshot(Some(known_generation));
         let names_text = (known_generation != snapshot.names_generation).then(|| {
@@ -435,18 +640,13 @@ pub unsafe extern "C" fn dn_values(
             serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
         });
         let count = snapshot.values.len();
-        let names_len = names_text.as_ref().map_or(0, |t| t.len() + 1);
-        let info =
-            DnValuesInfo { generation: snapshot.names_generation, version: snapshot.values_version, count, names_len };
-        if values_cap < count
-            || (values.is_null() && count > 0)
-            || names_cap < names_len
-            || (names.is_null() && names_len > 0)
-        {
-            out_info.write(info);
+        let names_len = names_text.as_ref().map_or(0, String::len);
+        if values_cap < count || names_text.is_some() && names_cap < names_len + 1 {
+            std::ptr::addr_of_mut!((*out_info).count).write(count as u64);
+            std::ptr::addr_of_mut!((*out_info).names_len).write(names_len as u64);
             return Err(Failure(
                 DN_ERR_BUFFER_TOO_SMALL,
-                format!("values need {count} doubles and {names_len} bytes of names"),
+                format!("values need {count} doubles and {} bytes of names", names_len + 1),
             ));
         }
         if count > 0 {
@@ -456,7 +656,12 @@ pub unsafe extern "C" fn dn_values(
             std::ptr::copy_nonoverlapping(text.as_ptr(), names.cast::<u8>(), text.len());
             names.add(text.len()).write(0);
         }
-        out_info.write(info);
+        out_info.write(DnValuesInfo {
+            generation: snapshot.names_generation,
+            version: snapshot.values_version,
+            count: count as u64,
+            names_len: names_len as u64,
+        });
         Ok(())
     })
 }
@@ -470,18 +675,20 @@ pub unsafe extern "C" fn dn_values(
 pub unsafe extern "C" fn dn_value(handle: u64, channel: *const c_char, key: *const c_char, out_value: *mut f64) -> i32 {
     guard(|| {
         let (channel, key) = (text(channel, "channel")?, text(key, "key")?);
+        check_out(out_value, "out_value")?;
         let value = client(handle)?.value(channel, key);
         let value = value.ok_or_else(|| Failure(DN_ERR_NOT_FOUND, format!("no value for {channel} {key}")))?;
-        write_out(out_value, value, "out_value")
+        out_value.write(value);
+        Ok(())
     })
 }
 
-/// The newest message of a subscribed channel as one record (same format as
-/// `dn_poll`). `DN_ERR_NOT_FOUND` when none; `DN_ERR_BUFFER_TOO_SMALL` writes the
-/// size needed to `*out_len`.
+/// The newest message of a subscribed channel as one record (the format of
+/// `dn_poll`, never grouped). `DN_ERR_NOT_FOUND` when none.
 ///
 /// # Safety
-/// `channel` NUL-terminated; `buf` valid for `cap` bytes; `out_len` valid.
+/// `channel` NUL-terminated; `buf` NULL with `cap` 0 or valid for `cap` bytes;
+/// `out_len` valid.
 #[no_mangle]
 pub unsafe extern "C" fn dn_last_message(
     handle: u64,
@@ -492,9 +699,8 @@ pub unsafe extern "C" fn dn_last_message(
 ) -> i32 {
     guard(|| {
         let channel = text(channel, "channel")?;
-        if out_len.is_null() {
-            return Err(null("out_len"));
-        }
+        check_buffer(buf, cap, "buf")?;
+        check_out(out_len, "out_len")?;
         let message = client(handle)?.last_message(channel);
         let message = message.ok_or_else(|| Failure(DN_ERR_NOT_FOUND, format!("no message stored for {channel}")))?;
         let mut record = Vec::new();
@@ -504,13 +710,15 @@ pub unsafe extern "C" fn dn_last_message(
 }
 
 /// Status as NUL-terminated JSON text: state, conn_id, counters, last_error,
-/// last_message_ms, rtt_ms and more (README lists every field).
+/// last_message_ms, rtt_ms and more (docs/REFERENCE.md lists every field).
 ///
 /// # Safety
-/// `buf` valid for `cap` bytes; `out_len` valid for a write.
+/// `buf` NULL with `cap` 0 or valid for `cap` bytes; `out_len` valid for a write.
 #[no_mangle]
 pub unsafe extern "C" fn dn_status(handle: u64, buf: *mut c_char, cap: usize, out_len: *mut usize) -> i32 {
     guard(|| {
+        check_buffer(buf, cap, "buf")?;
+        check_out(out_len, "out_len")?;
         let status = client(handle)?.status().to_string();
         write_text(status.as_bytes(), buf, cap, out_len)
     })
@@ -523,14 +731,18 @@ pub unsafe extern "C" fn dn_status(handle: u64, buf: *mut c_char, cap: usize, ou
 /// `channel` NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn dn_request_presence(handle: u64, channel: *const c_char) -> i32 {
-    guard(|| Ok(client(handle)?.request_presence(text(channel, "channel")?)?))
+    guard(|| {
+        let channel = text(channel, "channel")?;
+        Ok(client(handle)?.request_presence(channel)?)
+    })
 }
 
-/// Builds a DMX frame (PROTOCOL.md §9): `length` clamped to 1..512; each value
+/// Builds a DMX frame (docs/PROTOCOL.md §9): `length` clamped to 1..512; each value
 /// truncated toward zero and clamped to 0..255, NaN as 0; missing values 0.
 ///
 /// # Safety
-/// `values` valid for `count` doubles; `out` for `cap` bytes; `out_len` valid.
+/// `values` valid for `count` doubles; `out` NULL with `cap` 0 or valid for `cap`
+/// bytes; `out_len` valid.
 #[no_mangle]
 pub unsafe extern "C" fn dn_build_dmx_frame(
     values: *const f64,
@@ -540,7 +752,12 @@ pub unsafe extern "C" fn dn_build_dmx_frame(
     cap: usize,
     out_len: *mut usize,
 ) -> i32 {
-    guard(|| write_bytes(&lighting::build_dmx_frame(slice(values, count, "values")?, length), out, cap, out_len))
+    guard(|| {
+        let values = slice(values, count, "values")?;
+        check_buffer(out, cap, "out")?;
+        check_out(out_len, "out_len")?;
+        write_bytes(&lighting::build_dmx_frame(values, length), out, cap, out_len)
+    })
 }
 
 /// Builds an ArtDMX packet: fields clamped (universe and subnet 0..15, net 0..127,
@@ -548,7 +765,8 @@ pub unsafe extern "C" fn dn_build_dmx_frame(
 /// rounded up to even, zero-padded.
 ///
 /// # Safety
-/// `dmx` valid for `len` bytes; `out` for `cap` bytes; `out_len` valid.
+/// `dmx` valid for `len` bytes; `out` NULL with `cap` 0 or valid for `cap` bytes;
+/// `out_len` valid.
 #[no_mangle]
 pub unsafe extern "C" fn dn_build_art_dmx_packet(
     dmx: *const u8,
@@ -563,17 +781,22 @@ pub unsafe extern "C" fn dn_build_art_dmx_packet(
     out_len: *mut usize,
 ) -> i32 {
     guard(|| {
+        let dmx = slice(dmx, len, "dmx")?;
+        check_buffer(out, cap, "out")?;
+        check_out(out_len, "out_len")?;
         let header = ArtDmxHeader::clamped(universe, subnet, net, sequence, physical);
-        write_bytes(&lighting::build_art_dmx_packet(slice(dmx, len, "dmx")?, header), out, cap, out_len)
+        write_bytes(&lighting::build_art_dmx_packet(dmx, header), out, cap, out_len)
     })
 }
 
 /// Decodes an ArtDMX packet: header fields into `*out_header`, DMX data into
 /// `data` (up to 512 bytes; `*out_len` gets its length). A packet that is not a
-/// valid ArtDMX is `DN_ERR_INVALID_ARGUMENT`.
+/// valid ArtDMX is `DN_ERR_INVALID_ARGUMENT`. With `DN_ERR_BUFFER_TOO_SMALL` only
+/// `*out_len` is written.
 ///
 /// # Safety
-/// `packet` valid for `len` bytes; `data` for `cap` bytes; out-pointers valid.
+/// `packet` valid for `len` bytes; `data` NULL with `cap` 0 or valid for `cap`
+/// bytes; out-pointers valid.
 #[no_mangle]
 pub unsafe extern "C" fn dn_decode_art_dmx(
     packet: *const u8,
@@ -584,29 +807,32 @@ pub unsafe extern "C" fn dn_decode_art_dmx(
     out_len: *mut usize,
 ) -> i32 {
     guard(|| {
-        if out_header.is_null() {
-            return Err(null("out_header"));
-        }
-        let decoded = lighting::decode_art_dmx(slice(packet, len, "packet")?)?;
+        let packet = slice(packet, len, "packet")?;
+        check_out(out_header, "out_header")?;
+        check_buffer(data, cap, "data")?;
+        check_out(out_len, "out_len")?;
+        let decoded = lighting::decode_art_dmx(packet)?;
         write_bytes(&decoded.data, data, cap, out_len)?;
         let h = decoded.header;
-        let header = DnArtDmx {
+        out_header.write(DnArtDmx {
             universe: h.universe,
             subnet: h.subnet,
             net: h.net,
             sequence: h.sequence,
             physical: h.physical,
+            reserved: 0,
             port_address: h.port_address(),
-            length: decoded.data.len(),
-        };
-        write_out(out_header, header, "out_header")
+            length: decoded.data.len() as u32,
+        });
+        Ok(())
     })
 }
 
 /// Standard padded base64 of `data`, NUL-terminated.
 ///
 /// # Safety
-/// `data` valid for `len` bytes; `out` for `cap` bytes; `out_len` valid.
+/// `data` valid for `len` bytes; `out` NULL with `cap` 0 or valid for `cap` bytes;
+/// `out_len` valid.
 #[no_mangle]
 pub unsafe extern "C" fn dn_base64_encode(
     data: *const u8,
@@ -615,18 +841,27 @@ pub unsafe extern "C" fn dn_base64_encode(
     cap: usize,
     out_len: *mut usize,
 ) -> i32 {
-    guard(|| write_text(base64::encode(slice(data, len, "data")?).as_bytes(), out, cap, out_len))
+    guard(|| {
+        let data = slice(data, len, "data")?;
+        check_buffer(out, cap, "out")?;
+        check_out(out_len, "out_len")?;
+        write_text(base64::encode(data).as_bytes(), out, cap, out_len)
+    })
 }
 
 /// Decodes standard padded base64; invalid text is `DN_ERR_INVALID_ARGUMENT`.
 ///
 /// # Safety
-/// `text` NUL-terminated; `out` valid for `cap` bytes; `out_len` valid.
+/// `text` NUL-terminated; `out` NULL with `cap` 0 or valid for `cap` bytes;
+/// `out_len` valid.
 #[no_mangle]
 pub unsafe extern "C" fn dn_base64_decode(text: *const c_char, out: *mut u8, cap: usize, out_len: *mut usize) -> i32 {
     guard(|| {
-        let decoded = base64::decode(self::text(text, "text")?)
-            .map_err(|e| Failure(DN_ERR_INVALID_ARGUMENT, format!("invalid_argument: {e}")))?;
+        let text = self::text(text, "text")?;
+        check_buffer(out, cap, "out")?;
+        check_out(out_len, "out_len")?;
+        let decoded =
+            base64::decode(text).map_err(|e| Failure(DN_ERR_INVALID_ARGUMENT, format!("invalid_argument: {e}")))?;
         write_bytes(&decoded, out, cap, out_len)
     })
 }
@@ -638,7 +873,10 @@ pub unsafe extern "C" fn dn_base64_decode(text: *const c_char, out: *mut u8, cap
 /// `channel`, `json` NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn dn_stream_json(handle: u64, channel: *const c_char, json: *const c_char, max_hz: f64) -> i32 {
-    guard(|| Ok(client(handle)?.stream_json(text(channel, "channel")?, text(json, "json")?, max_hz)?))
+    guard(|| {
+        let (channel, json) = (text(channel, "channel")?, text(json, "json")?);
+        Ok(client(handle)?.stream_json(channel, json, max_hz)?)
+    })
 }
 
 /// Streams a DMX frame built from `values` (rules of `dn_build_dmx_frame`) as

@@ -1,5 +1,9 @@
 //! Envelopes of PROTOCOL.md §3 (client → server) and §4 (server → client).
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::base64;
@@ -20,21 +24,17 @@ pub fn encode_unsubscribe(channel: &str) -> String {
     format!(r#"{{"op":"unsub","ch":{}}}"#, json_string(channel))
 }
 
-/// `{"op":"pub","ch":..,"d":..}` from JSON text, which is validated and then
-/// embedded as it is (no re-serialisation of the caller's value).
+/// `{"op":"pub","ch":..,"d":..}` from JSON text, which is checked to be one JSON
+/// value and then embedded as it is (no re-serialisation of the caller's value; a
+/// number beyond the double range stays as written, as on the receiving side).
 pub fn encode_publish_json(channel: &str, json_text: &str) -> Result<String, serde_json::Error> {
-    serde_json::from_str::<Value>(json_text)?;
-    Ok(format!(r#"{{"op":"pub","ch":{},"d":{}}}"#, json_string(channel), json_text.trim()))
+    let value = serde_json::from_str::<&RawValue>(json_text)?;
+    Ok(format!(r#"{{"op":"pub","ch":{},"d":{}}}"#, json_string(channel), value.get()))
 }
 
-/// `{"op":"pub","ch":..,"bin":true,"b64":..,"ct":..,"meta"?:{..}}`; `meta` is left
-/// out when there is none.
-pub fn encode_publish_binary(
-    channel: &str,
-    data: &[u8],
-    content_type: &str,
-    meta: Option<&Map<String, Value>>,
-) -> String {
+/// `{"op":"pub","ch":..,"bin":true,"b64":..,"ct":..,"meta"?:{..}}`; `meta` is JSON
+/// object text the caller validated, embedded as it is; left out when there is none.
+pub fn encode_publish_binary(channel: &str, data: &[u8], content_type: &str, meta: Option<&str>) -> String {
     let content_type = if content_type.is_empty() { DEFAULT_CONTENT_TYPE } else { content_type };
     let mut out = format!(
         r#"{{"op":"pub","ch":{},"bin":true,"b64":"{}","ct":{}"#,
@@ -44,7 +44,7 @@ pub fn encode_publish_binary(
     );
     if let Some(meta) = meta {
         out.push_str(r#","meta":"#);
-        out.push_str(&Value::Object(meta.clone()).to_string());
+        out.push_str(meta);
     }
     out.push('}');
     out
@@ -54,13 +54,16 @@ fn json_string(text: &str) -> String {
     Value::String(text.to_string()).to_string()
 }
 
-/// A payload as it arrived.
+/// A payload as it arrived. JSON stays the gateway's own text (the `d` value's
+/// bytes), so key order and number spelling reach the host as the publisher sent
+/// them; only the numeric flattening interprets it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
-    /// Any JSON value.
-    Json(Value),
-    /// Binary bytes, decoded from base64 or taken from a raw binary frame.
-    Binary { data: Vec<u8>, content_type: String, meta: Option<Map<String, Value>>, raw: bool },
+    /// The raw JSON text of `d` (`null` when absent).
+    Json(String),
+    /// Binary bytes, decoded from base64 or taken from a raw binary frame; `meta` is
+    /// the raw text of a JSON object.
+    Binary { data: Vec<u8>, content_type: String, meta: Option<String>, raw: bool },
 }
 
 /// A published message delivered by the gateway.
@@ -95,21 +98,63 @@ pub enum ServerEnvelope {
     Unknown,
 }
 
+/// The top-level fields of an envelope, each still its raw text: one pass over the
+/// frame, no tree of values, and a payload that is never printed again. A field of
+/// an unexpected type is read leniently below (as the SDKs do), not refused here.
+#[derive(Deserialize)]
+struct RawEnvelope<'a> {
+    #[serde(borrow)]
+    op: Option<&'a RawValue>,
+    #[serde(borrow, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ch: Option<&'a RawValue>,
+    #[serde(borrow)]
+    from: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ts: Option<&'a RawValue>,
+    #[serde(borrow)]
+    d: Option<&'a RawValue>,
+    #[serde(borrow)]
+    bin: Option<&'a RawValue>,
+    #[serde(borrow)]
+    b64: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ct: Option<&'a RawValue>,
+    #[serde(borrow)]
+    meta: Option<&'a RawValue>,
+}
+
+/// A field's value when it is a JSON string (escapes resolved), else `None`.
+fn raw_str<'a>(raw: Option<&'a RawValue>) -> Option<Cow<'a, str>> {
+    raw.and_then(|r| serde_json::from_str::<Cow<'a, str>>(r.get()).ok())
+}
+
 /// Decodes one text frame.
 pub fn decode_text(text: &str) -> Result<ServerEnvelope, DataNetError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| malformed(format!("frame is not JSON: {e}")))?;
-    let Value::Object(envelope) = value else {
-        return Err(malformed("frame is not a JSON object"));
+    let fields: RawEnvelope<'_> = match serde_json::from_str(text) {
+        Ok(fields) => fields,
+        Err(e) if e.is_data() => return Err(malformed(format!("frame is not a JSON object envelope: {e}"))),
+        Err(e) => return Err(malformed(format!("frame is not JSON: {e}"))),
     };
-    decode_object(envelope)
+    let is_error = raw_str(fields.kind).as_deref() == Some("error");
+    if raw_str(fields.op).as_deref() == Some("pub") && !is_error {
+        return decode_message(fields).map(ServerEnvelope::Message);
+    }
+    // Everything else is rare (acks, errors): read it as a value.
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(envelope)) => decode_object(envelope),
+        _ => Err(malformed("frame is not a JSON object")),
+    }
 }
 
 /// Decodes one binary WebSocket frame: a UTF-8 JSON envelope when it is one
 /// (PROTOCOL.md §4), otherwise raw bytes for every binary subscriber, marked raw.
 pub fn decode_binary_frame(bytes: Vec<u8>) -> Result<ServerEnvelope, DataNetError> {
     if let Ok(text) = std::str::from_utf8(&bytes) {
-        if let Ok(Value::Object(envelope)) = serde_json::from_str::<Value>(text) {
-            return decode_object(envelope);
+        let is_object = serde_json::from_str::<&RawValue>(text).is_ok_and(|raw| raw.get().starts_with('{'));
+        if is_object {
+            return decode_text(text);
         }
     }
     Ok(ServerEnvelope::Message(InboundMessage {
@@ -120,14 +165,9 @@ pub fn decode_binary_frame(bytes: Vec<u8>) -> Result<ServerEnvelope, DataNetErro
     }))
 }
 
-fn decode_object(mut envelope: Map<String, Value>) -> Result<ServerEnvelope, DataNetError> {
-    let op = envelope.get("op").and_then(Value::as_str);
-    let kind = envelope.get("type").and_then(Value::as_str);
-    if op == Some("pub") && kind != Some("error") {
-        return decode_message(&mut envelope).map(ServerEnvelope::Message);
-    }
+fn decode_object(envelope: Map<String, Value>) -> Result<ServerEnvelope, DataNetError> {
     let text = |key: &str| envelope.get(key).and_then(Value::as_str).map(str::to_string);
-    Ok(match kind {
+    Ok(match envelope.get("type").and_then(Value::as_str) {
         Some("connected") => ServerEnvelope::Connected {
             conn_id: text("connId").ok_or_else(|| malformed("connected envelope without a string connId"))?,
             user_id: text("userId"),
@@ -145,31 +185,25 @@ fn decode_object(mut envelope: Map<String, Value>) -> Result<ServerEnvelope, Dat
     })
 }
 
-fn decode_message(envelope: &mut Map<String, Value>) -> Result<InboundMessage, DataNetError> {
-    let channel = match envelope.remove("ch") {
-        Some(Value::String(ch)) => ch,
-        _ => return Err(malformed("message without a string ch")),
-    };
-    let from = match envelope.remove("from") {
-        Some(Value::String(from)) => from,
-        _ => String::new(),
-    };
-    let ts = envelope.get("ts").and_then(as_i64).unwrap_or(0);
-    let payload = if envelope.get("bin").and_then(Value::as_bool) == Some(true) {
-        let b64 = envelope.get("b64").and_then(Value::as_str).ok_or_else(|| malformed("binary message without b64"))?;
-        let data = base64::decode(b64).map_err(|e| malformed(format!("binary message on {channel}: {e}")))?;
-        let content_type = match envelope.remove("ct") {
-            Some(Value::String(ct)) if !ct.is_empty() => ct,
+fn decode_message(fields: RawEnvelope<'_>) -> Result<InboundMessage, DataNetError> {
+    let channel = raw_str(fields.ch).ok_or_else(|| malformed("message without a string ch"))?.into_owned();
+    let from = raw_str(fields.from).map(Cow::into_owned).unwrap_or_default();
+    let ts = fields.ts.and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok()).as_ref().and_then(as_i64);
+    let ts = ts.unwrap_or(0);
+    let binary = fields.bin.is_some_and(|raw| raw.get() == "true");
+    let payload = if binary {
+        let b64 = raw_str(fields.b64).ok_or_else(|| malformed("binary message without b64"))?;
+        let data = base64::decode(&b64).map_err(|e| malformed(format!("binary message on {channel}: {e}")))?;
+        let content_type = match raw_str(fields.ct) {
+            Some(ct) if !ct.is_empty() => ct.into_owned(),
             _ => DEFAULT_CONTENT_TYPE.to_string(),
         };
-        let meta = match envelope.remove("meta") {
-            Some(Value::Object(meta)) => Some(meta),
-            _ => None,
-        };
+        // Metadata is kept only when it is an object, as its own text.
+        let meta = fields.meta.map(RawValue::get).filter(|text| text.starts_with('{')).map(str::to_string);
         // The decoded bytes are the truth; a `bytes` field that disagrees is ignored.
         Payload::Binary { data, content_type, meta, raw: false }
     } else {
-        Payload::Json(envelope.remove("d").unwrap_or(Value::Null))
+        Payload::Json(fields.d.map_or_else(|| "null".to_string(), |raw| raw.get().to_string()))
     };
     Ok(InboundMessage { channel, from, ts, payload })
 }
@@ -200,8 +234,7 @@ mod tests {
 
     #[test]
     fn binary_publish_vector() {
-        let meta = json!({"universe": 1});
-        let text = encode_publish_binary("project.demo.dmx", &[1, 2, 3], "binary/dmx", meta.as_object());
+        let text = encode_publish_binary("project.demo.dmx", &[1, 2, 3], "binary/dmx", Some(r#"{"universe":1}"#));
         assert_eq!(
             text,
             r#"{"op":"pub","ch":"project.demo.dmx","bin":true,"b64":"AQID","ct":"binary/dmx","meta":{"universe":1}}"#
@@ -218,7 +251,7 @@ mod tests {
         assert_eq!(m.channel, "c");
         assert_eq!(m.from, "c-1");
         assert_eq!(m.ts, 1_700_000_000_123);
-        assert_eq!(m.payload, Payload::Json(json!({"x": [1, 2]})));
+        assert_eq!(m.payload, Payload::Json(r#"{"x":[1,2]}"#.into()));
     }
 
     #[test]
@@ -232,7 +265,7 @@ mod tests {
             Payload::Binary { data, content_type, meta, raw } => {
                 assert_eq!(data, vec![1, 2, 3]);
                 assert_eq!(content_type, "binary/dmx");
-                assert_eq!(meta.unwrap()["universe"], 1);
+                assert_eq!(meta.as_deref(), Some(r#"{"universe":1}"#));
                 assert!(!raw);
             }
             other => panic!("{other:?}"),
@@ -285,6 +318,21 @@ mod tests {
     }
 
     #[test]
+    fn payload_text_is_kept_as_sent() {
+        let sent = r#"{"r":1,"g":2,"b":3,"big":12345678901234567890123,"f":1e-3,"z":{"y":1,"x":2},"s":"\u00e9 \"q\"","w":[ 1 , 2 ]}"#;
+        let frame = format!(r#"{{"type":"message","op":"pub","ch":"c","d": {sent} ,"ts":1,"from":"c-1"}}"#);
+        let ServerEnvelope::Message(m) = decode_text(&frame).unwrap() else { panic!() };
+        assert_eq!(m.payload, Payload::Json(sent.to_string()));
+        let ServerEnvelope::Message(m) = decode_text(r#"{"op":"pub","ch":"c"}"#).unwrap() else { panic!() };
+        assert_eq!(m.payload, Payload::Json("null".into()));
+        let frame = r#"{"op":"pub","ch":"c\u00e9","from":"a\"b","bin":true,"b64":"AQ==","meta":{"z":1, "a":1.50}}"#;
+        let ServerEnvelope::Message(m) = decode_text(frame).unwrap() else { panic!() };
+        assert_eq!((m.channel.as_str(), m.from.as_str()), ("c\u{e9}", "a\"b"));
+        let Payload::Binary { meta, .. } = m.payload else { panic!() };
+        assert_eq!(meta.as_deref(), Some(r#"{"z":1, "a":1.50}"#));
+    }
+
+    #[test]
     fn wrong_optional_types_are_tolerated() {
         let env = decode_text(r#"{"op":"pub","ch":"c","d":null,"ts":"later","from":7}"#).unwrap();
         let ServerEnvelope::Message(m) = env else { panic!() };
@@ -292,6 +340,12 @@ mod tests {
         let env = decode_text(r#"{"op":"pub","ch":"c","ts":1e300}"#).unwrap();
         let ServerEnvelope::Message(m) = env else { panic!() };
         assert_eq!(m.ts, 0);
+        let env = decode_text(r#"{"op":"pub","ch":"c","bin":true,"b64":"AQ==","ct":5,"meta":[1]}"#).unwrap();
+        let ServerEnvelope::Message(m) = env else { panic!() };
+        assert_eq!(
+            m.payload,
+            Payload::Binary { data: vec![1], content_type: DEFAULT_CONTENT_TYPE.into(), meta: None, raw: false }
+        );
     }
 
     #[test]

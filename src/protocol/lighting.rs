@@ -152,7 +152,7 @@ pub struct BinaryNumbers {
 pub fn binary_numbers(
     content_type: &str,
     data: &[u8],
-    meta: Option<&Map<String, Value>>,
+    meta_json: Option<&str>,
     normalize: bool,
 ) -> Result<Option<BinaryNumbers>, DataNetError> {
     let scale = if normalize { 1.0 / 255.0 } else { 1.0 };
@@ -165,7 +165,8 @@ pub fn binary_numbers(
                     format!("binary/dmx payload of {} bytes (1..=512 expected)", data.len()),
                 ));
             }
-            let universe = meta.and_then(|m| m.get("universe")).and_then(Value::as_u64);
+            let meta = meta_json.and_then(|text| serde_json::from_str::<Map<String, Value>>(text).ok());
+            let universe = meta.as_ref().and_then(|m| m.get("universe")).and_then(Value::as_u64);
             BinaryNumbers {
                 prefix: universe.map_or(String::new(), |u| format!("u{u}/")),
                 first_index: 1,
@@ -266,7 +267,7 @@ mod tests {
     #[test]
     fn binary_numbers_per_content_type() {
         let meta = json!({"universe": 2});
-        let dmx = binary_numbers(CONTENT_DMX, &[0, 255], meta.as_object(), false).unwrap().unwrap();
+        let dmx = binary_numbers(CONTENT_DMX, &[0, 255], Some(&meta.to_string()), false).unwrap().unwrap();
         assert_eq!(dmx, BinaryNumbers { prefix: "u2/".into(), first_index: 1, values: vec![0.0, 255.0] });
         let normalized = binary_numbers(CONTENT_DMX, &[255], None, true).unwrap().unwrap();
         assert_eq!((normalized.prefix.as_str(), normalized.values[0]), ("", 1.0));

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod envelope;
 pub mod error;
 pub mod flatten;
+pub mod json_walk;
 pub mod jwt;
 pub mod lighting;
 pub mod outbound;

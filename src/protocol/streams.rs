@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
-
 use super::envelope::{encode_publish_binary, encode_publish_json};
 use super::lighting::{build_art_dmx_packet, ArtDmxHeader, CONTENT_ARTNET, CONTENT_DMX};
 
@@ -22,13 +20,15 @@ pub enum StreamPayload {
     Json(String),
     Dmx {
         frame: Vec<u8>,
-        meta: Option<Map<String, Value>>,
+        /// Metadata as JSON object text, sent as given.
+        meta: Option<String>,
     },
     /// `header.sequence` is ignored: the stream numbers its packets.
     ArtNet {
         dmx: Vec<u8>,
         header: ArtDmxHeader,
-        meta: Option<Map<String, Value>>,
+        /// Metadata as JSON object text, sent as given.
+        meta: Option<String>,
     },
 }
 
@@ -96,12 +96,12 @@ impl Streams {
                     encode_publish_json(channel, &text).unwrap_or_else(|_| unreachable!("validated at offer"))
                 }
                 StreamPayload::Dmx { frame, meta } => {
-                    encode_publish_binary(channel, &frame, CONTENT_DMX, meta.as_ref())
+                    encode_publish_binary(channel, &frame, CONTENT_DMX, meta.as_deref())
                 }
                 StreamPayload::ArtNet { dmx, header, meta } => {
                     stream.sequence = if stream.sequence == 255 { 1 } else { stream.sequence + 1 };
                     let packet = build_art_dmx_packet(&dmx, ArtDmxHeader { sequence: stream.sequence, ..header });
-                    encode_publish_binary(channel, &packet, CONTENT_ARTNET, meta.as_ref())
+                    encode_publish_binary(channel, &packet, CONTENT_ARTNET, meta.as_deref())
                 }
             });
         }
@@ -126,6 +126,7 @@ impl Streams {
 mod tests {
     use super::*;
     use crate::protocol::lighting::decode_art_dmx;
+    use serde_json::Value;
 
     fn json(n: u32) -> StreamPayload {
         StreamPayload::Json(n.to_string())

@@ -148,6 +148,8 @@ class DataNetExt:
             self.Connect() if par.eval() else self.Disconnect()
         elif par.name == "Channels":
             self._sync_channels()
+        elif par.name == "Newestonly":
+            self._sync_channels(resubscribe=True)
         elif par.name in SETTINGS and self.client().status()["state"] not in ("idle", "closed"):
             self.Connect()  # new settings: the library reconnects with them
 
@@ -204,17 +206,22 @@ class DataNetExt:
         if function is not None:
             function(*args)
 
-    def _sync_channels(self):
+    def _sync_channels(self, resubscribe=False):
         client, wanted = self.client(), self._channels()
         for channel in client.subscriptions():
-            if channel not in wanted:
+            if resubscribe or channel not in wanted:
+                # Unsubscribing and subscribing again within a frame sends nothing.
                 client.unsubscribe(channel)
-        # Without an onMessage in the callbacks DAT, messages are never parsed in Python.
-        callback = Relay(self.ownerComp, "_on_message") if self._callbacks("onMessage") else None
+        # Without an onMessage in the callbacks DAT, messages never reach Python; with
+        # Newestonly, onMessage runs at most once per frame per channel.
+        callback, latest = None, False
+        if self._callbacks("onMessage"):
+            latest = bool(self.ownerComp.par.Newestonly.eval())
+            callback = Relay(self.ownerComp, "_on_latest" if latest else "_on_message")
         subscribed = client.subscriptions()
         for channel in wanted:
             if channel not in subscribed:
-                client.subscribe(channel, callback)
+                client.subscribe(channel, callback, latest=latest)
 
     def _register_handlers(self, client):
         for event, method in (("connect", "_on_connect"), ("disconnect", "_on_disconnect"),
@@ -224,6 +231,9 @@ class DataNetExt:
 
     def _on_message(self, channel, data, from_, timestamp):
         self._forward("onMessage", channel, data, from_, timestamp)
+
+    def _on_latest(self, channel, data, from_, timestamp, replaced):
+        self._forward("onMessage", channel, data, from_, timestamp, replaced)
 
     def _on_connect(self):
         self.ownerComp.clearScriptErrors()

@@ -36,6 +36,7 @@ def write(results, path):
         lines.append("| %s | %s | %s | %s | %s | %d / %d |" % (
             LABELS[r["label"]], fmt(r["rate"]), fmt(r["median_us"]), fmt(r["p99_us"]), fmt(r["max_us"]),
             r["received"], r["published"]))
+    lines += standins_section(results)
     lines += ["", "## How cost grows", "", "![cost by rate](cost_by_rate.png) ![cost by channels](cost_by_channels.png)",
               "", "| client | " + " | ".join(fmt(r["rate"]) + " msg/s" for r in next(iter(results["growth"].values())))
               + " |", "|---|" + "---|" * len(next(iter(results["growth"].values())))]
@@ -75,6 +76,67 @@ def write(results, path):
     lines += ["", "## Targets", ""] + targets(results) + [""]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
+
+
+DESIGN_LABELS = {"project": "this project", "seed": "seed guide design", "sdk": "official SDK"}
+MODE_LABELS = {"callbacks": "a Python callback per message", "table": "Table DAT (100 rows) + Script CHOP, no callbacks",
+               "latest": "newest-only callbacks"}
+
+
+def standins_section(results):
+    runs = results.get("standins")
+    if not runs:
+        return []
+    lines = ["", "## The clients alone, TD operators replaced by near-free stand-ins", "",
+             "The same load, but the Table DAT and Script CHOP are stand-ins that cost next to nothing "
+             "(tests/bench/standins.py), and the frame loop is plain Python at 60 fps: what remains is each "
+             "client's own main-thread cost. The seed guide design is its DataNet.py as written (websocket-client "
+             "thread, json.loads on that thread, queue.Queue, at most 50 messages dispatched per frame). CPU per "
+             "message is the whole process (every thread) over the window, divided by the messages received.", "",
+             "| design | mode | msg/s | median µs/frame | µs per message (median) | p99 µs | process CPU µs/message "
+             "| received / published |", "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        lines.append("| %s | %s | %s | %s | %.2f | %s | %.1f | %d / %d%s |" % (
+            DESIGN_LABELS[r["design"]], MODE_LABELS[r["mode"]], fmt(r["rate"]), fmt(r["median_us"]),
+            r["per_message_us"], fmt(r["p99_us"]), r["cpu_us_per_message"], r["received"], r["published"],
+            "" if r["ok"] else " (fell behind)"))
+    lines += ["", "### Targets (issue 11; medians of this one run)", ""] + standin_targets(runs)
+    return lines
+
+
+def standin_targets(runs):
+    get = {(r["design"], r["mode"], r["rate"]): r for r in runs}
+
+    def verdict(ok):
+        return "**met**" if ok else "**not met**"
+
+    def ratio(design_a, design_b, mode, rate):
+        a, b = get[(design_a, mode, rate)], get[(design_b, mode, rate)]
+        return a["median_us"] / b["median_us"]
+
+    cb1 = ratio("project", "seed", "callbacks", 1000)
+    t1, t10 = ratio("project", "seed", "table", 1000), ratio("project", "seed", "table", 10000)
+    l100, l10k = get[("project", "latest", 100)], get[("project", "latest", 10000)]
+    cb10k = get[("project", "callbacks", 10000)]
+    t10k = get[("project", "table", 10000)]
+    cpu = get[("seed", "callbacks", 1000)]["cpu_us_per_message"] / get[("project", "callbacks", 1000)][
+        "cpu_us_per_message"]
+    return [
+        "- Callback per message at 1,000 msg/s, at most 0.7x the seed design's main-thread median: %s (%.2fx)."
+        % (verdict(cb1 <= 0.7), cb1),
+        "- Table + CHOP only, at most 0.25x the seed design's at 1,000 msg/s: %s (%.2fx); at most 0.2x at "
+        "10,000 msg/s with every message counted: %s (%.2fx; %d of %d messages counted as shown or not shown)."
+        % (verdict(t1 <= 0.25), t1, verdict(t10 <= 0.2 and t10k["ok"]), t10, t10k["accounted"],
+           t10k["published"]),
+        "- Newest-only callbacks at 10,000 msg/s within 1.5x of the same at 100 msg/s: %s (%s µs vs %s µs = "
+        "%.2fx)." % (verdict(l10k["median_us"] <= 1.5 * l100["median_us"]), fmt(l10k["median_us"]),
+                      fmt(l100["median_us"]), l10k["median_us"] / l100["median_us"]),
+        "- A callback per message at 10,000 msg/s, every message delivered and the median at most 300 µs: %s "
+        "(%s µs, %d / %d)." % (verdict(cb10k["ok"] and cb10k["median_us"] <= 300), fmt(cb10k["median_us"]),
+                                cb10k["received"], cb10k["published"]),
+        "- Whole-process CPU per message at least 5x below the seed design at 1,000 msg/s (callbacks): %s (%.1fx)."
+        % (verdict(cpu >= 5), cpu),
+    ]
 
 
 def targets(results):

@@ -22,6 +22,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path[:0] = [HERE, os.path.join(REPO, "tests"), REPO]
 
 import clients  # noqa: E402
+import standins  # noqa: E402
 from tdfake import TD  # noqa: E402
 from tdfake.guard import disable_for_benchmarks  # noqa: E402
 
@@ -129,6 +130,18 @@ def in_td(kind, rate, seconds, channels=10, payload="json", callbacks=True, td_w
             "frames": len(costs)}
 
 
+def with_standins(design, mode, rate, seconds, channels=10):
+    """One design alone, its TD operators near-free stand-ins (standins.py)."""
+    reset_runtime()
+    with Gateway() as gw:
+        names = channel_names(rate, channels)
+        return standins.measure(design, mode, rate, seconds, gw.url, library(), names,
+                                lambda: publishers(gw.url, rate, seconds, channels))
+
+
+STANDIN_RUNS = (("callbacks", 1_000), ("callbacks", 10_000), ("table", 1_000), ("table", 10_000))
+
+
 def latency(kind, rate, seconds):
     """Publish on one client -> visible on another, in a tight loop (no frame wait)."""
     reset_runtime()
@@ -217,6 +230,8 @@ def chart(path, title, xlabel, series, log_x=True):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="short windows, fewer points (a smoke run)")
+    parser.add_argument("--standins-only", action="store_true",
+                        help="only the clients-alone section, printed (RESULTS.md is not written)")
     args = parser.parse_args()
     # Measure the clients, not the fake: its main-thread guard is for the tests.
     disable_for_benchmarks()
@@ -224,6 +239,24 @@ def main():
     sweep_window = 1.5 if args.quick else 3.0
     started = time.time()
     results = {"machine": machine(), "window_s": window}
+
+    print("== the clients alone, TD operators replaced by near-free stand-ins", flush=True)
+    alone = []
+    for mode, rate in STANDIN_RUNS:
+        for design in ("project", "seed", "sdk"):
+            alone.append(with_standins(design, mode, rate, window))
+    for rate in (100, 10_000):
+        alone.append(with_standins("project", "latest", rate, window))
+    for r in alone:
+        print("  %-8s %-9s %6d msg/s: median %s us/frame (%.2f us/message), p99 %s; CPU %.1f us/message; "
+              "received %d/%d%s" % (r["design"], r["mode"], r["rate"], fmt(r["median_us"]), r["per_message_us"],
+                                    fmt(r["p99_us"]), r["cpu_us_per_message"], r["received"], r["published"],
+                                    "" if r["ok"] else " (behind)"), flush=True)
+    results["standins"] = alone
+    if args.standins_only:
+        import report
+        print("\n".join(report.standins_section(results)))
+        return
 
     print("== main-thread cost per frame", flush=True)
     frame = []

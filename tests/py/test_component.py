@@ -3,6 +3,7 @@ the local gateway."""
 
 import json
 import os
+import time
 
 import pytest
 
@@ -39,6 +40,14 @@ def saved_description(td):
         return {child["name"]: child for child in json.load(f)["children"]}
 
 
+def wait_for(condition, what, timeout=10.0):
+    """Waits without running frames."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.005)
+
+
 def connect(td, comp):
     comp.par.Apikey = KEY
     comp.par.Connect.pulse()
@@ -59,7 +68,7 @@ def test_the_build_script_makes_the_documented_component(td, component):
     pages = {page.name: [par.name for par in page.pars] for page in comp.customPages}
     assert pages["DataNet"] == ["Active", "Apikey", "Channels", "Apiurl", "Wsurl", "Deviceid", "Devicename",
                                 "Autoconnect", "Connect", "Disconnect", "Reset", "Maxrows", "Clear", "Cafile",
-                                "Tlsroots", "Proxy", "Echo", "Status"]
+                                "Tlsroots", "Proxy", "Echo", "Newestonly", "Status"]
     assert pages["Stats"] == ["Received", "Sent", "Dropped", "Queued", "Reconnects", "Lasterror", "Rtt",
                               "Occupancy"]
     assert comp.par.Status.readOnly and comp.par.Received.readOnly and not comp.par.Apikey.readOnly
@@ -189,6 +198,29 @@ def test_channels_status_stats_table_and_callbacks(td, component, lib_env):
     assert comp.op("messages").numRows == 4
     comp.par.Clear.pulse()
     assert comp.op("messages").numRows <= 1
+
+
+def test_newest_only_calls_on_message_once_per_frame_per_channel(td, component, lib_env):
+    comp = component
+    comp.op("callbacks").text = (
+        "seen = []\n"
+        "def onMessage(channel, data, from_, timestamp, replaced=0):\n"
+        "    seen.append((data, replaced))\n")
+    comp.par.Newestonly = True
+    connect(td, comp)
+    run_until(td, lambda: lib_env.stats()["subscriptions"].get("project.demo.comp") == 1, what="subscribed")
+    rig = sensor_client(lib_env)
+    for n in range(40):
+        rig.publish("project.demo.comp", {"n": n})
+    # No frame runs while they arrive: the next frame's poll finds all 40.
+    wait_for(lambda: comp.GetStatus()["counters"]["received"] == 40, what="every message in the library")
+    run_until(td, lambda: comp.op("callbacks").module.seen, what="the callback")
+    assert comp.op("callbacks").module.seen == [({"n": 39}, 39)], "once, the newest, standing for 39 more"
+    comp.par.Newestonly = False
+    rig.publish("project.demo.comp", {"n": 40})
+    rig.publish("project.demo.comp", {"n": 41})
+    run_until(td, lambda: comp.op("callbacks").module.seen[-1] == ({"n": 41}, 0), what="every message again")
+    assert comp.op("callbacks").module.seen[-2] == ({"n": 40}, 0)
 
 
 def test_events_reach_the_extension_made_after_its_dat_changed(td, component, lib_env):

@@ -65,7 +65,7 @@ def test_the_zip_holds_the_library_and_the_files_td_needs(tmp_path):
     with zipfile.ZipFile(out / (stem + ".zip")) as archive:
         names = archive.namelist()
         expected = [os.path.basename(library), "DataNet.py", "setup_packages.py", "README.md",
-                    "include/datanet.h"] + td_files()
+                    "include/datanet.h", "docs/PROTOCOL.md", "docs/REFERENCE.md"] + td_files()
         assert sorted(names) == sorted(stem + "/" + name for name in expected)
         assert {stem + "/td/execute_dat.py", stem + "/td/script_chop_callbacks.py"} <= set(names)
         with open(os.path.join(REPO, "DataNet.py"), "rb") as f:

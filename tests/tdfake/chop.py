@@ -158,6 +158,7 @@ class ScriptCHOP(CHOP):
     BUILTIN_PARS = (("callbacks", "OP", ""), ("cookeveryframe", "Toggle", False))
     viewed = False
     warnings = None
+    append_count = 0
 
     def __init__(self, td, parent, name):
         super().__init__(td, parent, name)
@@ -285,6 +286,7 @@ class ScriptCHOP(CHOP):
         channel = Channel(self, name, [0.0] * self._num_samples)
         self._channels.append(channel)
         self._channel_names.add(name)
+        self.append_count += 1  # for tests: how often channels were made, not reused
         return channel
 
     @property

@@ -1,0 +1,334 @@
+"""The clients alone: each design's main-thread and whole-process cost with the
+TouchDesigner operators replaced by stand-ins that cost next to nothing, so only
+the client's own Python and native work shows (the TD fake's Python emulation of
+Table DATs and Script CHOPs costs far more than TD's C++ and would hide it).
+
+Designs, each driven by a 60 fps frame loop in real time:
+- this project: DataNet.py as the README network uses it (poll, update_table,
+  update_chop when values_changed), or with Python callbacks;
+- the seed guide's design, as its DataNet.py is written: a websocket-client
+  WebSocketApp thread that json.loads every frame and puts it on a queue.Queue, a
+  poll() that dispatches at most 50 messages per frame to callbacks; its table and
+  CHOP fed from a callback (rows appended per frame, CHOP rebuilt from last values);
+- the official SDK (datanet-sdk, connect_sync), handlers handing messages to the
+  main thread through a queue.Queue, with the same table and CHOP code as the seed.
+
+Modes: "callbacks" (a trivial Python callback per message), "table" (Table DAT of
+100 rows + Script CHOP from last values, no callbacks of the artist's), "latest"
+(this project only: newest-per-channel callbacks).
+"""
+
+import asyncio
+import json
+import os
+import queue
+import statistics
+import threading
+import time
+
+import clients
+
+FRAME_S = 1 / 60
+MAX_ROWS = 100
+
+
+class Channel:
+    __slots__ = ("name", "value")
+
+    def __init__(self, name):
+        self.name, self.value = name, 0.0
+
+    def __setitem__(self, index, value):
+        self.value = value
+
+    def __getitem__(self, index):
+        return self.value
+
+
+class ScriptChop:
+    """A Script CHOP stand-in: keeps its channels between cooks (the reading the
+    public Script CHOP code relies on)."""
+
+    path = "/values"
+
+    def __init__(self):
+        self.channels = []
+        self.numSamples = 1
+
+    @property
+    def numChans(self):
+        return len(self.channels)
+
+    def clear(self):
+        self.channels = []
+
+    def appendChan(self, name):
+        channel = Channel(name)
+        self.channels.append(channel)
+        return channel
+
+    def chans(self):
+        return self.channels
+
+    def __getitem__(self, index):
+        return self.channels[index]
+
+
+class Table:
+    """A Table DAT stand-in: counts rows, keeps none."""
+
+    path = "/messages"
+
+    def __init__(self):
+        self.numRows = 0
+        self.appended = 0
+
+    def appendRow(self, row):
+        self.numRows += 1
+
+    def appendRows(self, rows):
+        self.numRows += len(rows)
+        self.appended += len(rows)
+
+    def deleteRows(self, indices):
+        self.numRows -= len(indices)
+
+
+def trivial_callback(channel, data, from_, timestamp, replaced=0):
+    clients.LAST_SEEN[channel] = data
+
+
+class ThisProject:
+    label = "this project"
+
+    def __init__(self, url, lib, channels, mode):
+        import DataNet
+        self.dn = DataNet.DataNet("standins")
+        self.url, self.lib, self.channels, self.mode = url, lib, channels, mode
+        self.table, self.chop = Table(), ScriptChop()
+
+    def start(self):
+        self.dn.connect(clients.KEY, api_url=self.url, ws_url="ws://" + self.url[len("http://"):], lib_path=self.lib)
+        for channel in self.channels:
+            if self.mode == "callbacks":
+                self.dn.subscribe(channel, trivial_callback)
+            elif self.mode == "latest":
+                self.dn.subscribe(channel, trivial_callback, latest=True)
+            else:
+                self.dn.subscribe(channel)
+
+    def ready(self):
+        self.dn.poll()
+        return self.dn.is_connected() and len(self.dn.status()["occupancy"]) == len(self.channels)
+
+    def frame(self):
+        dn = self.dn
+        dn.poll()
+        if self.mode == "table":
+            dn.update_table(self.table, max_rows=MAX_ROWS)
+            if dn.values_changed():
+                dn.update_chop(self.chop)
+
+    def counts(self):
+        status = self.dn.status()
+        received = status["counters"]["received"]
+        table = status["tables"].get(self.table.path, {"shown": 0, "not_shown": 0})
+        accounted = received if self.mode != "table" else table["shown"] + table["not_shown"]
+        return received, status["counters"]["dropped_inbound"], status["events_pending"], accounted
+
+    def stop(self):
+        self.dn.disconnect()
+
+
+class SeedDesign:
+    """The seed guide's DataNet.py design, with its numbers (50 per frame)."""
+
+    label = "seed guide design"
+
+    def __init__(self, url, lib, channels, mode):
+        self.url, self.channels, self.mode = url, channels, mode
+        self.queue = queue.Queue()
+        self.subscriptions = {}
+        self.acks = 0
+        self.received = 0
+        self.last, self.rows = {}, []
+        self.table, self.chop = Table(), ScriptChop()
+
+    def start(self):
+        import websocket
+
+        token = clients.fetch_token(self.url)
+
+        def on_open(ws):
+            for channel in self.channels:
+                ws.send(json.dumps({"op": "sub", "ch": channel}))
+
+        def on_message(ws, message):
+            try:
+                env = json.loads(message)
+                if env.get("op") == "pub" and "ch" in env:
+                    self.queue.put(("__msg__", env))
+                elif env.get("type") == "sub_ack":
+                    self.acks += 1
+            except Exception:
+                pass
+
+        self.app = websocket.WebSocketApp("ws://" + self.url[len("http://"):] + "/ws",
+                                          header={"Sec-WebSocket-Protocol": "bearer, " + token},
+                                          on_open=on_open, on_message=on_message)
+        self.thread = threading.Thread(target=self.app.run_forever, kwargs={"ping_interval": 30, "ping_timeout": 10},
+                                       daemon=True)
+        self.thread.start()
+        callback = trivial_callback if self.mode == "callbacks" else self.keep
+        for channel in self.channels:
+            self.subscriptions[channel] = [callback]
+
+    def keep(self, channel, data, from_, timestamp):
+        self.last[channel] = data
+        self.rows.append([channel, str(data), from_, timestamp])
+
+    def ready(self):
+        return self.acks >= len(self.channels)
+
+    def poll(self):
+        dispatched = 0
+        while not self.queue.empty() and dispatched < 50:
+            item = self.queue.get_nowait()
+            dispatched += 1
+            env = item[1]
+            ch = env.get("ch", "")
+            data = env.get("d")
+            from_ = env.get("from", "")
+            ts = env.get("ts", int(time.time() * 1000))
+            for cb in self.subscriptions.get(ch, []):
+                try:
+                    cb(ch, data, from_, ts)
+                except Exception as e:
+                    print(f"DataNet: callback error on {ch}: {e}")
+        self.received += dispatched
+
+    def frame(self):
+        self.poll()
+        if self.mode == "table":
+            table_and_chop(self)
+
+    def counts(self):
+        return self.received, 0, self.queue.qsize(), self.received
+
+    def stop(self):
+        self.app.close()
+
+
+def table_and_chop(client):
+    """The Table DAT and Script CHOP work of the Python designs, batched as kindly
+    as it can be: the frame's rows in one appendRows, trimmed in one deleteRows,
+    the CHOP rebuilt from the last values only in frames with messages."""
+    if not client.rows:
+        return
+    table = client.table
+    if table.numRows == 0:
+        table.appendRow(["channel", "data", "from", "timestamp"])
+    table.appendRows(client.rows[-MAX_ROWS:])
+    client.rows = []
+    excess = table.numRows - 1 - MAX_ROWS
+    if excess > 0:
+        table.deleteRows(list(range(excess, 0, -1)))
+    chop = client.chop
+    chop.clear()
+    chop.numSamples = 1
+    for channel, data in client.last.items():
+        fields = {}
+        clients.flatten(data, "", fields)
+        short = channel.split(".", 2)[-1]
+        for key, value in fields.items():
+            chop.appendChan(short + "_" + key)[0] = value
+
+
+class OfficialSdk(SeedDesign):
+    label = "official SDK (datanet-sdk)"
+
+    def start(self):
+        import datanet
+
+        self.client = datanet.DataNet(api_key=clients.KEY, api_url=self.url,
+                                      ws_url="ws://" + self.url[len("http://"):])
+        self.client.connect_sync(timeout=10)
+
+        async def handler(data, meta):
+            self.queue.put((meta.channel, data, meta.from_, meta.timestamp))
+
+        async def subscribe_all():
+            for channel in self.channels:
+                self.client.subscribe(channel, handler)
+
+        asyncio.run_coroutine_threadsafe(subscribe_all(), self.client._loop).result(timeout=10)
+        self.since = time.monotonic()
+
+    def ready(self):
+        return time.monotonic() - self.since > 0.3  # the SDK does not surface sub acks
+
+    def poll(self):
+        while True:
+            try:
+                channel, data, from_, timestamp = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            self.received += 1
+            if self.mode == "callbacks":
+                trivial_callback(channel, data, from_, timestamp)
+            else:
+                self.keep(channel, data, from_, timestamp)
+
+    def stop(self):
+        try:
+            self.client.disconnect_sync(timeout=5)
+        except Exception as error:
+            print("  (datanet-sdk disconnect_sync: %r)" % error, flush=True)
+
+
+DESIGNS = {"project": ThisProject, "seed": SeedDesign, "sdk": OfficialSdk}
+
+
+def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publishers):
+    """Runs one design under a steady load; returns its frame costs and counts."""
+    client = DESIGNS[design](gateway_url, lib, channel_names, mode)
+    client.start()
+    deadline = time.monotonic() + 10
+    while not client.ready():
+        assert time.monotonic() < deadline, "%s never got ready" % design
+        time.sleep(0.01)
+    procs = publishers()
+    costs = []
+    cpu_start = time.process_time()
+    next_frame = time.perf_counter()
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    while any(proc.poll() is None for proc in procs):
+        begin = time.perf_counter()
+        client.frame()
+        costs.append(time.perf_counter() - begin)
+        next_frame += FRAME_S
+        pause = next_frame - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        else:
+            next_frame = time.perf_counter()
+    published = sum(json.loads(proc.stdout.readline())["published"] for proc in procs)
+    backlog_at_end = client.counts()[2]
+    drain_deadline = time.monotonic() + 1.0
+    while client.counts()[0] < published and time.monotonic() < drain_deadline:
+        client.frame()
+        time.sleep(FRAME_S)
+    cpu = time.process_time() - cpu_start
+    received, dropped, _, accounted = client.counts()
+    client.stop()
+    micros = sorted(c * 1e6 for c in costs)
+    median = statistics.median(micros)
+    per_frame = rate / 60.0
+    return {"design": design, "mode": mode, "rate": rate, "published": published, "received": received,
+            "dropped": dropped, "accounted": accounted, "backlog_at_end": backlog_at_end,
+            "ok": received >= published and dropped == 0 and accounted >= published,
+            "median_us": median, "p99_us": micros[min(len(micros) - 1, int(0.99 * len(micros)))],
+            "per_message_us": median / per_frame, "cpu_us_per_message": 1e6 * cpu / max(1, received),
+            "frames": len(micros), "pid": os.getpid()}
