@@ -6,6 +6,7 @@
 
 pub mod native;
 pub mod proxy;
+pub mod show;
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};

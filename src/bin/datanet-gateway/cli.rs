@@ -31,6 +31,8 @@ pub struct Options {
     pub secret: String,
     pub token_ttl_secs: i64,
     pub admin: bool,
+    /// Recording, replay and the venue relay (`show.rs`).
+    pub show: Box<crate::show::ShowOptions>,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             secret: DEFAULT_SECRET.to_string(),
             token_ttl_secs: 600,
             admin: false,
+            show: Box::default(),
         }
     }
 }
@@ -55,7 +58,7 @@ pub enum Command {
 /// Parses the arguments after the program name. Accepts `--flag value` and `--flag=value`.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut options = Options::default();
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
     while let Some(arg) = args.next() {
         let (flag, inline_value) = match arg.split_once('=') {
             Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
@@ -71,7 +74,32 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                 };
                 apply_value(&mut options, &flag, value)?;
             }
-            _ => return Err(format!("unknown argument: {flag}")),
+            "--loop" if inline_value.is_none() => options.show.looping = true,
+            "--channels" => {
+                let mut patterns: Vec<String> = inline_value.into_iter().collect();
+                while let Some(pattern) = args.next_if(|next| !next.starts_with("--")) {
+                    patterns.push(pattern);
+                }
+                if patterns.is_empty() {
+                    return Err("--channels needs at least one pattern".into());
+                }
+                for pattern in patterns {
+                    options.show.add_channel(&pattern)?;
+                }
+            }
+            flag if crate::show::VALUE_FLAGS.contains(&flag) => {
+                let value = match inline_value {
+                    Some(value) => value,
+                    None => args.next().ok_or_else(|| format!("{flag} needs a value"))?,
+                };
+                if value.is_empty() {
+                    return Err(format!("{flag} needs a non-empty value"));
+                }
+                options.show.apply(flag, value)?;
+            }
+            flag => {
+                return Err(crate::show::refuse_key_flag(flag).unwrap_or_else(|| format!("unknown argument: {flag}")))
+            }
         }
     }
     Ok(Command::Run(options))
@@ -128,6 +156,7 @@ mod tests {
             secret: "s3".into(),
             token_ttl_secs: 5,
             admin: true,
+            show: Box::default(),
         };
         assert_eq!(parsed, Ok(Command::Run(expected)));
         assert_eq!(parse(args(&["--port", "1", "--help"])), Ok(Command::Help));
@@ -141,5 +170,28 @@ mod tests {
         assert!(parse(args(&["--secret="])).is_err());
         assert!(parse(args(&["--admin=yes"])).is_err());
         assert!(parse(args(&["serve"])).is_err());
+    }
+
+    #[test]
+    fn show_flags() {
+        let Ok(Command::Run(options)) = parse(args(&[
+            "--replay",
+            "show.jsonl",
+            "--channels",
+            "project.demo.dmx",
+            "project.demo.sensor.*",
+            "--speed=2",
+            "--loop",
+            "--channels=x",
+        ])) else {
+            panic!("refused")
+        };
+        assert_eq!(options.show.channels.len(), 3);
+        assert_eq!(options.show.speed, Some(2.0));
+        assert!(options.show.looping);
+        assert!(parse(args(&["--channels"])).is_err());
+        assert!(parse(args(&["--channels", "--loop"])).is_err());
+        let refused = parse(args(&["--upstream-key", "ak_secret_value"])).unwrap_err();
+        assert!(refused.contains("DATANET_UPSTREAM_API_KEY") && !refused.contains("ak_secret_value"), "{refused}");
     }
 }

@@ -6,11 +6,13 @@
 //! and there is no lock ordering to get wrong. Frames reach a connection through its
 //! bounded outbox, filled with `try_send` so a slow reader never blocks a publisher.
 
+use crate::envelope::{self, InvalidBase64, Payload};
 use crate::jwt::{Claims, JwtError, Signer};
+use crate::show;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -122,6 +124,8 @@ pub struct Hub {
     state: Mutex<State>,
     frozen: watch::Sender<bool>,
     next_conn: AtomicU64,
+    /// Recording, replay and the venue relay, when any of them runs.
+    show: OnceLock<show::Hooks>,
 }
 
 impl Hub {
@@ -147,6 +151,7 @@ impl Hub {
             }),
             frozen: watch::Sender::new(false),
             next_conn: AtomicU64::new(1),
+            show: OnceLock::new(),
         }
     }
 
@@ -154,6 +159,11 @@ impl Hub {
     /// no critical section here leaves the state half-updated.
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Installs the show tools' hooks; only the first call has an effect.
+    pub fn install_show(&self, hooks: show::Hooks) {
+        let _ = self.show.set(hooks);
     }
 
     pub fn signer(&self) -> &Signer {
@@ -183,6 +193,9 @@ impl Hub {
         }
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (outbox_tx, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
+        if let Some(greeting) = self.show.get().and_then(show::Hooks::greeting) {
+            let _ = outbox_tx.try_send(greeting);
+        }
         let (kill_tx, kill_rx) = oneshot::channel();
         let connection =
             Connection { key_id: key_id.to_string(), outbox: outbox_tx, kill: kill_tx, channels: HashSet::new() };
@@ -196,7 +209,7 @@ impl Hub {
         let mut state = self.state();
         if let Some(connection) = state.connections.remove(&id) {
             for channel in &connection.channels {
-                remove_subscriber(&mut state.channels, channel, id);
+                self.remove_subscriber(&mut state.channels, channel, id);
             }
         }
     }
@@ -219,14 +232,20 @@ impl Hub {
         let subscribers = channels.entry(channel.to_string()).or_default();
         subscribers.insert(id, connection.outbox.clone());
         connection.channels.insert(channel.to_string());
-        Ok(subscribers.len())
+        let occupancy = subscribers.len();
+        if occupancy == 1 {
+            if let Some(show) = self.show.get() {
+                show.channel_opened(channel);
+            }
+        }
+        Ok(occupancy)
     }
 
     pub fn unsubscribe(&self, id: ConnId, channel: &str) {
         let mut state = self.state();
         if let Some(connection) = state.connections.get_mut(&id) {
             if connection.channels.remove(channel) {
-                remove_subscriber(&mut state.channels, channel, id);
+                self.remove_subscriber(&mut state.channels, channel, id);
             }
         }
     }
@@ -240,10 +259,32 @@ impl Hub {
             take_rate_budget(rate_windows, channel, per_second, Instant::now())?;
         }
         Stats::add(&self.stats.published, 1);
+        if let Some(show) = self.show.get() {
+            show.published(channel, &frame);
+        }
         if let Some(subscribers) = channels.get(channel) {
             self.offer_all(subscribers.values(), &frame);
         }
         Ok(())
+    }
+
+    /// Delivers a message that no local client published (the replay, the venue
+    /// relay) with the given `from` and `ts`; no rate budget applies.
+    pub fn inject(&self, channel: &str, from: &str, ts_ms: u64, payload: Payload) -> Result<(), InvalidBase64> {
+        let frame = Message::text(envelope::message_frame(channel, payload, ts_ms, from)?);
+        let state = self.state();
+        if let Some(show) = self.show.get() {
+            show.injected(channel, &frame);
+        }
+        if let Some(subscribers) = state.channels.get(channel) {
+            self.offer_all(subscribers.values(), &frame);
+        }
+        Ok(())
+    }
+
+    /// Whether any channel with subscribers passes `wanted`.
+    pub fn any_subscribed(&self, wanted: impl Fn(&str) -> bool) -> bool {
+        self.state().channels.keys().any(|channel| wanted(channel))
     }
 
     /// Queues a raw frame for one connection or all of them; returns how many took it.
@@ -275,7 +316,11 @@ impl Hub {
     /// Ends every connection at once, without a close frame. Returns how many.
     pub fn drop_all(&self) -> usize {
         let mut state = self.state();
-        state.channels.clear();
+        for (channel, _) in state.channels.drain() {
+            if let Some(show) = self.show.get() {
+                show.channel_closed(&channel);
+            }
+        }
         let connections = std::mem::take(&mut state.connections);
         let count = connections.len();
         for (_, connection) in connections {
@@ -295,12 +340,21 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// Presence of a channel: its local subscribers, plus the upstream's when relaying.
+    pub fn presence(&self, channel: &str) -> (usize, Vec<String>) {
+        let members = self.members(channel);
+        match self.show.get() {
+            Some(show) => show.presence(channel, members),
+            None => (members.len(), members),
+        }
+    }
+
     pub fn stats_json(&self) -> Value {
         let state = self.state();
         let subscriptions: Map<String, Value> =
             state.channels.iter().map(|(channel, subscribers)| (channel.clone(), json!(subscribers.len()))).collect();
         let stats = &self.stats;
-        json!({
+        let mut answer = json!({
             "connections": state.connections.len(),
             "connections_total": Stats::get(&stats.connections_total),
             "subscriptions": subscriptions,
@@ -309,7 +363,12 @@ impl Hub {
             "dropped": Stats::get(&stats.dropped),
             "auth_requests": Stats::get(&stats.auth_requests),
             "frames_in": Stats::get(&stats.frames_in),
-        })
+        });
+        drop(state);
+        if let (Some(show), Value::Object(fields)) = (self.show.get(), &mut answer) {
+            show.add_stats(fields);
+        }
+        answer
     }
 
     pub fn set_frozen(&self, frozen: bool) {
@@ -328,17 +387,21 @@ impl Hub {
         // Err only if the sender is gone, and the hub owns it.
         let _ = self.frozen_watch().wait_for(|frozen| !frozen).await;
     }
-}
 
-fn remove_subscriber(
-    channels: &mut HashMap<String, BTreeMap<ConnId, mpsc::Sender<Message>>>,
-    channel: &str,
-    id: ConnId,
-) {
-    if let Some(subscribers) = channels.get_mut(channel) {
-        subscribers.remove(&id);
-        if subscribers.is_empty() {
-            channels.remove(channel);
+    fn remove_subscriber(
+        &self,
+        channels: &mut HashMap<String, BTreeMap<ConnId, mpsc::Sender<Message>>>,
+        channel: &str,
+        id: ConnId,
+    ) {
+        if let Some(subscribers) = channels.get_mut(channel) {
+            subscribers.remove(&id);
+            if subscribers.is_empty() {
+                channels.remove(channel);
+                if let Some(show) = self.show.get() {
+                    show.channel_closed(channel);
+                }
+            }
         }
     }
 }

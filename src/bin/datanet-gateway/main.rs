@@ -9,8 +9,13 @@ mod envelope;
 mod http;
 mod hub;
 mod jwt;
+mod record;
+mod recording;
+mod replay;
 mod rest;
 mod session;
+mod show;
+mod upstream;
 
 use http::{ReadError, Response};
 use hub::Hub;
@@ -30,17 +35,25 @@ fn main() -> ExitCode {
     let options = match cli::parse(std::env::args().skip(1)) {
         Ok(cli::Command::Run(options)) => options,
         Ok(cli::Command::Help) => {
-            println!("{}", cli::USAGE);
+            println!("{}\n\n{}", cli::USAGE, show::USAGE);
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("datanet-gateway: {message}\n\n{}", cli::USAGE);
+            eprintln!("datanet-gateway: {message}\n\n{}\n\n{}", cli::USAGE, show::USAGE);
             return ExitCode::from(2);
+        }
+    };
+    // Before listening: a bad recording or relay setting is one clear error.
+    let show = match show::prepare(&options.show, &options.project) {
+        Ok(show) => show,
+        Err(message) => {
+            eprintln!("datanet-gateway: {message}");
+            return ExitCode::FAILURE;
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     let result = match runtime {
-        Ok(runtime) => runtime.block_on(serve(options)),
+        Ok(runtime) => runtime.block_on(serve(options, show)),
         Err(error) => Err(error),
     };
     match result {
@@ -52,7 +65,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(options: cli::Options) -> std::io::Result<()> {
+async fn serve(options: cli::Options, show: show::Prepared) -> std::io::Result<()> {
     let listener = TcpListener::bind((options.host.as_str(), options.port)).await?;
     let address = listener.local_addr()?;
     // The first stdout line is a contract: test harnesses read the real port from it.
@@ -62,6 +75,7 @@ async fn serve(options: cli::Options) -> std::io::Result<()> {
     drop(stdout);
 
     let hub = Arc::new(Hub::new(options.project, &options.secret, options.token_ttl_secs, options.admin));
+    show.start(&hub)?;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {

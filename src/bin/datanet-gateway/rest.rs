@@ -81,6 +81,6 @@ pub fn presence(hub: &Hub, request: &Request) -> Response {
     let Some(channel) = channel else {
         return Response::error(400, "bad_request", "channel is required");
     };
-    let members = hub.members(&channel);
-    Response::json(200, json!({"occupancy": members.len(), "members": members}))
+    let (occupancy, members) = hub.presence(&channel);
+    Response::json(200, json!({"occupancy": occupancy, "members": members}))
 }

@@ -7,11 +7,10 @@
 //! it understands, and tokio's `readable()`/`writable()` say when to try again.
 //! One task per connection reads client frames and writes its outbox.
 
-use crate::envelope::{self, BinaryMessage, ClientOp, GatewayError, Payload};
+use crate::envelope::{self, ClientOp, GatewayError, Payload};
 use crate::http::{Request, Response};
 use crate::hub::{conn_label, ConnId, DeviceLimitReached, Hub, Registration};
 use crate::jwt::Claims;
-use datanet::protocol::base64;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -364,22 +363,8 @@ impl Session {
             let operation = "pub";
             return self.reply_error(GatewayError::ChannelNotAllowed { channel, operation });
         }
-        let ts_ms = crate::unix_now_ms();
-        let frame = match payload {
-            Payload::Json(data) => envelope::json_message(&channel, &data, ts_ms, &self.label),
-            Payload::Binary { b64, content_type, meta } => match base64::decode(&b64) {
-                Err(_) => return self.reply_error(GatewayError::InvalidPayload { channel }),
-                Ok(bytes) => BinaryMessage {
-                    channel: &channel,
-                    b64,
-                    content_type,
-                    byte_count: bytes.len(),
-                    meta,
-                    ts_ms,
-                    from: &self.label,
-                }
-                .into_json(),
-            },
+        let Ok(frame) = envelope::message_frame(&channel, payload, crate::unix_now_ms(), &self.label) else {
+            return self.reply_error(GatewayError::InvalidPayload { channel });
         };
         match self.hub.publish(&channel, Message::text(frame)) {
             Ok(()) => Ok(()),
