@@ -18,6 +18,8 @@ pub struct ShowGateway {
     pub port: u16,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr_path: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 /// How a gateway that refused to start ended.
@@ -40,6 +42,10 @@ fn command(args: &[&str], env: &[(&str, &str)], stderr_path: &Path) -> Command {
 impl ShowGateway {
     /// Starts `datanet-gateway --port PORT --admin ARGS` and waits for its address line.
     pub fn start(port: u16, args: &[&str], env: &[(&str, &str)], stderr_path: &Path) -> ShowGateway {
+        Self::try_start(port, args, env, stderr_path).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    fn try_start(port: u16, args: &[&str], env: &[(&str, &str)], stderr_path: &Path) -> Result<ShowGateway, String> {
         let port_text = port.to_string();
         let mut all = vec!["--port", port_text.as_str(), "--admin"];
         all.extend_from_slice(args);
@@ -62,13 +68,38 @@ impl ShowGateway {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 let stderr = std::fs::read_to_string(stderr_path).unwrap_or_default();
-                panic!("gateway printed no address line; stderr: {stderr}");
+                return Err(format!("gateway printed no address line; stderr: {stderr}"));
             }
         };
         let address = first.strip_prefix("datanet-gateway listening on http://").expect("address line");
         let port = address.rsplit_once(':').unwrap().1.parse().unwrap();
-        ShowGateway { child, port, stdout: lines, stderr_path: stderr_path.to_path_buf() }
+        Ok(ShowGateway {
+            child,
+            port,
+            stdout: lines,
+            stderr_path: stderr_path.to_path_buf(),
+            args: args.iter().map(|arg| arg.to_string()).collect(),
+            env: env.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect(),
+        })
+    }
+
+    /// Kills the process and starts it again on the same port with the same flags
+    /// (retrying while the port is not yet free). Stdout lines start afresh.
+    pub fn restart(&mut self) {
+        self.kill();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let restarted = loop {
+            match Self::try_start(self.port, &args, &env, &self.stderr_path) {
+                Ok(restarted) => break restarted,
+                Err(why) if Instant::now() > deadline => panic!("no restart on port {}: {why}", self.port),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        *self = restarted;
     }
 
     /// Runs the gateway expecting it to refuse to start; returns how it ended.
