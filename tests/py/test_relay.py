@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from conftest import KEY, REPO, Gateway, library_path, peer, poll_until, run_until
+from conftest import KEY, REPO, Gateway, library_path, peer, run_until
+
+import DataNet
 
 datanet_sdk = pytest.importorskip("datanet", reason="datanet-sdk is installed by tests/run.sh")
 
@@ -18,10 +20,10 @@ UPSTREAM_KEY = "ak_venue_uplink_py_5d1e88c0"
 CHANNEL = "project.demo.venue"
 
 
-def relay_for(cloud, tmp_path):
+def relay_for(cloud, tmp_path, *more):
     env = dict(os.environ, DATANET_UPSTREAM_API_KEY=UPSTREAM_KEY)
     relay = Gateway(str(tmp_path / "relay.log"), env=env,
-                    args=["--upstream-api-url", cloud.url, "--upstream-ws-url", cloud.ws_url])
+                    args=["--upstream-api-url", cloud.url, "--upstream-ws-url", cloud.ws_url, *more])
     wait(lambda: relay.stats()["upstream"]["state"] == "connected", "the relay's uplink")
     return relay
 
@@ -58,7 +60,8 @@ class Sdk:
 
 def test_three_clients_share_one_uplink_both_ways(tmp_path):
     cloud = Gateway(str(tmp_path / "cloud.log"))
-    relay = relay_for(cloud, tmp_path)
+    recording = str(tmp_path / "venue.jsonl")
+    relay = relay_for(cloud, tmp_path, "--record", recording)
     sdk = None
     try:
         clients, inboxes, errors, presences = [], [], [], []
@@ -93,9 +96,10 @@ def test_three_clients_share_one_uplink_both_ways(tmp_path):
         assert data == {"from": "stage"} and from_ == relay.stats()["upstream"]["conn_id"]
         sdk.publish({"marker": True})
         wait(lambda: poll_all() or all(got[-1][0] == {"marker": True} for got in inboxes), "the marker")
+        stage_id = clients[0].conn_id
         for got in inboxes:
             assert [d for d, _, _ in got] == [{"cue": 1}, {"from": "stage"}, {"marker": True}]
-            assert got[1][1] == clients[0].conn_id
+            assert got[1][1] == stage_id
 
         # Presence: three local subscribers and the SDK upstream (the relay itself not counted).
         deadline = time.monotonic() + 20
@@ -106,6 +110,14 @@ def test_three_clients_share_one_uplink_both_ways(tmp_path):
             poll_all()
         assert clients[0].conn_id in presences[-1]["members"]
 
+        # The last local unsubscribe ends the upstream subscription (the SDK's stays).
+        for n, client in enumerate(clients):
+            client.unsubscribe(CHANNEL)
+            expected = 2 if n < 2 else 1
+            wait(lambda: poll_all() or cloud.stats()["subscriptions"].get(CHANNEL) == expected, "upstream subs")
+            time.sleep(0.1)
+            assert cloud.stats()["subscriptions"].get(CHANNEL) == expected
+
         # The upstream key is nowhere: stats, client status and errors, logs, stdout.
         shown = [str(relay.stats()), str([c.status() for c in clients]), str([e.to_dict() for e in errors])]
         sdk.close()
@@ -115,6 +127,10 @@ def test_three_clients_share_one_uplink_both_ways(tmp_path):
         assert any("upstream: connected as" in text for text in shown), shown[-1]
         for text in shown:
             assert UPSTREAM_KEY not in text
+        # What came from upstream was recorded too, with its original sender.
+        recorded = [(m.data, m.from_) for m in DataNet.read_recording(recording)]
+        assert recorded == [({"cue": 1}, own_echo[1]), ({"from": "stage"}, stage_id),
+                            ({"marker": True}, own_echo[1])]
     finally:
         if sdk is not None:
             sdk.close()

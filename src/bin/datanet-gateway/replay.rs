@@ -10,7 +10,6 @@
 //! The clock starts when a client first subscribes to a channel the replay plays,
 //! so nothing plays to an empty room.
 
-use crate::envelope::Payload;
 use crate::hub::Hub;
 use crate::recording::{self, Channels, Recorded};
 use serde_json::{json, Value};
@@ -220,9 +219,10 @@ impl Player {
             std::thread::sleep(AUDIENCE_POLL);
         }
         self.counters.state.store(PLAYING, Ordering::Relaxed);
-        let mut progress = Progress { next: Instant::now() + PROGRESS_EVERY, pass_start: Instant::now() };
+        let mut next_progress = Instant::now() + PROGRESS_EVERY;
+        let mut pass_start = Instant::now();
         loop {
-            progress.pass_start = self.play_pass(hub, progress.pass_start, &mut progress)?;
+            pass_start = self.play_pass(hub, pass_start, &mut next_progress)?;
             self.counters.passes.fetch_add(1, Ordering::Relaxed);
             if !self.options.looping {
                 break;
@@ -237,7 +237,7 @@ impl Player {
     }
 
     /// Plays the file once from `pass_start`; returns when the next pass starts.
-    fn play_pass(&self, hub: &Hub, pass_start: Instant, progress: &mut Progress) -> Result<Instant, String> {
+    fn play_pass(&self, hub: &Hub, pass_start: Instant, next_progress: &mut Instant) -> Result<Instant, String> {
         let options = &self.options;
         let name = options.path.display();
         let file = File::open(&options.path).map_err(|error| format!("{name}: {error}"))?;
@@ -256,12 +256,12 @@ impl Player {
                 continue;
             }
             let planned = pass_start + self.scaled(recorded.t - options.start);
-            self.sleep_until(planned, pass_start, progress);
+            self.sleep_until(planned, pass_start, next_progress);
             self.send(hub, recorded);
         }
         let next_pass = pass_start + self.scaled(self.summary.duration - options.start).max(MIN_PASS);
         if options.looping && options.speed > 0.0 {
-            self.sleep_until(next_pass, pass_start, progress);
+            self.sleep_until(next_pass, pass_start, next_progress);
             Ok(next_pass)
         } else {
             Ok(Instant::now().max(pass_start + MIN_PASS))
@@ -270,7 +270,6 @@ impl Player {
 
     fn send(&self, hub: &Hub, recorded: Recorded) {
         let Recorded { channel, from, payload, .. } = recorded;
-        let payload: Payload = payload;
         if hub.inject(&channel, &from, crate::unix_now_ms(), payload).is_ok() {
             self.counters.sent.fetch_add(1, Ordering::Relaxed);
         }
@@ -289,18 +288,18 @@ impl Player {
     }
 
     /// Sleeps until `until`, printing the progress line whenever one is due.
-    fn sleep_until(&self, until: Instant, pass_start: Instant, progress: &mut Progress) {
+    fn sleep_until(&self, until: Instant, pass_start: Instant, next_progress: &mut Instant) {
         loop {
             let now = Instant::now();
-            if now >= progress.next {
+            if now >= *next_progress {
                 self.print_progress(now, pass_start);
                 // On a fresh grid: a stall is not followed by a burst of lines.
-                progress.next = now + PROGRESS_EVERY;
+                *next_progress = now + PROGRESS_EVERY;
             }
             if now >= until {
                 return;
             }
-            std::thread::sleep(until.min(progress.next) - now);
+            std::thread::sleep(until.min(*next_progress) - now);
         }
     }
 
@@ -317,11 +316,6 @@ impl Player {
             self.counters.sent.load(Ordering::Relaxed)
         ));
     }
-}
-
-struct Progress {
-    next: Instant,
-    pass_start: Instant,
 }
 
 /// One line on stdout (the first stdout line is the gateway's address, printed
