@@ -9,7 +9,7 @@
 mod common;
 
 use common::proxy::FaultProxy;
-use common::show::{temp_dir, ShowGateway};
+use common::show::{temp_dir, RawClient, ShowGateway};
 use common::Gateway;
 use datanet::client::{Body, Client, Config, Event, State};
 use serde_json::{json, Value};
@@ -270,6 +270,14 @@ fn upstream_errors_reach_their_publisher_and_the_relay_restarts_cleanly() {
     let mut texts = on_stage.texts.clone();
     texts.sort();
     assert_eq!(texts, [r#""from the cloud""#, r#""from the stage""#]);
+
+    // A connection subscribing twice and unsubscribing once leaves no upstream subscription.
+    let mut twice = RawClient::connect(venue.relay.port, LOCAL_KEY);
+    twice.subscribe_all(&["project.demo.twice", "project.demo.twice"]);
+    wait_until("the upstream subscription", || venue.cloud.stats()["subscriptions"]["project.demo.twice"] == 1);
+    twice.send(r#"{"op":"unsub","ch":"project.demo.twice"}"#);
+    wait_until("no upstream subscription", || venue.cloud.stats()["subscriptions"].get("project.demo.twice").is_none());
+    drop(twice);
 
     // A refused publish upstream reaches the local client that made it.
     venue.cloud.admin_post("rate-limit", json!({"channel": CHANNEL, "per_second": 1}));

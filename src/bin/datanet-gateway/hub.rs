@@ -222,7 +222,8 @@ impl Hub {
             // Dropped by the admin a moment ago; its task is about to end.
             return Ok(channels.get(channel).map_or(0, BTreeMap::len));
         };
-        if !channels.contains_key(channel) {
+        let opened = !channels.contains_key(channel);
+        if opened {
             if let Some(cap) = policy.channel_cap {
                 if channels.len() >= cap {
                     return Err(TopicLimitReached(cap));
@@ -233,10 +234,8 @@ impl Hub {
         subscribers.insert(id, connection.outbox.clone());
         connection.channels.insert(channel.to_string());
         let occupancy = subscribers.len();
-        if occupancy == 1 {
-            if let Some(show) = self.show.get() {
-                show.channel_opened(channel);
-            }
+        if let (true, Some(show)) = (opened, self.show.get()) {
+            show.channel_opened(channel);
         }
         Ok(occupancy)
     }
