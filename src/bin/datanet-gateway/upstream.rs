@@ -101,7 +101,7 @@ pub fn prepare(options: &UpstreamOptions) -> Result<Option<Relay>, String> {
     let client = Client::new(config).map_err(|error| format!("venue relay: {}", error.message))?;
     Ok(Some(Relay {
         client,
-        ws_url,
+        ws_url: without_credentials(&ws_url),
         state: Mutex::new(RelayState::default()),
         counters: RelayCounters::default(),
         presence: Mutex::new(HashMap::new()),
@@ -443,6 +443,16 @@ impl Relay {
     }
 }
 
+/// The URL for stats and stdout, with any `user:password@` replaced.
+fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 fn unavailable_envelope(reason: &str) -> String {
     let message = format!(
         "the venue relay cannot reach upstream ({reason}); LAN publishing goes on and publishes for upstream are \
@@ -491,6 +501,13 @@ mod tests {
             ..UpstreamOptions::default()
         };
         assert!(prepare(&with_file).err().unwrap().contains("--upstream-key-file"));
+    }
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(without_credentials("wss://ws.datanet.art"), "wss://ws.datanet.art");
+        assert_eq!(without_credentials("wss://venue:s3cret@host:443/x@y"), "wss://***@host:443/x@y");
+        assert_eq!(without_credentials("not a url"), "not a url");
     }
 
     #[test]
