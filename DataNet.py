@@ -1139,6 +1139,198 @@ class DataNet:
         _check(lib, lib.dn_request_presence(handle, _c_text(channel, "channel")))
 
 
+# -- Recordings ----------------------------------------------------------------
+# Files written by the local gateway's ``--record`` (docs/GATEWAY.md, "Record and
+# replay"): JSON lines, a versioned header first, one message per line. Reading one
+# needs neither the native library nor a connection, so a recording can be looked
+# at or edited from any Python; base64 here is the standard library's decoder.
+
+import base64 as _stdlib_base64  # noqa: E402  (kept inside this section)
+import warnings as _warnings  # noqa: E402
+
+RECORDING_FORMAT = "datanet-recording"
+RECORDING_VERSION = 1
+_MAX_CHANNEL_BYTES = 255
+
+
+class RecordedMessage(Message):
+    """A message read from a recording: a ``Message`` (``kind``, ``channel``,
+    ``from_``, ``timestamp`` = the server time it was relayed at, in ms,
+    ``data``, ``text`` = the JSON payload exactly as published, ``content_type``,
+    ``metadata``) plus ``offset``, seconds since the recording started."""
+
+    __slots__ = ("offset",)
+
+    def __repr__(self):
+        return "RecordedMessage(%.6f s %s %s from %s)" % (self.offset, self.kind, self.channel, self.from_)
+
+
+def _no_constants(name):
+    raise ValueError("%s is not JSON" % name)
+
+
+_JSON = json.JSONDecoder(parse_constant=_no_constants)
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _raw_fields(text):
+    """{name: raw JSON text} of one JSON object's top-level fields, so payloads
+    keep their exact text; ValueError when the text is not one JSON object."""
+    def space(at):
+        return _JSON_SPACE.match(text, at).end()
+
+    at = space(0)
+    if text[at:at + 1] != "{":
+        raise ValueError("not a JSON object")
+    at, fields = space(at + 1), {}
+    if text[at:at + 1] == "}":
+        at += 1
+    else:
+        while True:
+            if text[at:at + 1] != '"':
+                raise ValueError("expected a field name at column %d" % (at + 1))
+            name, at = _JSON.raw_decode(text, at)
+            at = space(at)
+            if text[at:at + 1] != ":":
+                raise ValueError("expected ':' at column %d" % (at + 1))
+            start = space(at + 1)
+            _, at = _JSON.raw_decode(text, start)
+            fields[name] = text[start:at]
+            at = space(at)
+            if text[at:at + 1] == ",":
+                at = space(at + 1)
+            elif text[at:at + 1] == "}":
+                at += 1
+                break
+            else:
+                raise ValueError("expected ',' or '}' at column %d" % (at + 1))
+    if space(at) != len(text):
+        raise ValueError("extra text after the JSON object")
+    return fields
+
+
+def _raw_or_text(fields, name):
+    """The raw JSON text of ``name``, or of the JSON text held by ``name_text``."""
+    text_name = name + "_text"
+    if name in fields and text_name in fields:
+        raise ValueError('give "%s" or "%s", not both' % (name, text_name))
+    if text_name in fields:
+        text = _JSON.decode(fields[text_name])
+        if not isinstance(text, str):
+            raise ValueError('"%s" must be a string of JSON text' % text_name)
+        _JSON.decode(text)
+        return text
+    return fields.get(name)
+
+
+def _recorded_message(text):
+    """A RecordedMessage from one line's text; None for a blank line."""
+    if not text.strip():
+        return None
+    try:
+        fields = _raw_fields(text)
+    except ValueError as e:
+        raise ValueError("not a JSON object (%s)" % e) from None
+    value = {name: _JSON.decode(raw) for name, raw in fields.items() if not name.endswith("_text")}
+    offset = value.get("t")
+    if "t" not in value:
+        raise ValueError('missing "t" (seconds since the recording started)')
+    if isinstance(offset, bool) or not isinstance(offset, (int, float)) or offset < 0:
+        raise ValueError('"t" must be a number of seconds, 0 or more')
+    channel = value.get("ch")
+    if "ch" not in value:
+        raise ValueError('missing "ch" (the channel)')
+    if not isinstance(channel, str) or not 1 <= len(channel.encode("utf-8")) <= _MAX_CHANNEL_BYTES:
+        raise ValueError('"ch" must be a channel name of 1 to 255 bytes')
+    from_ = value.get("from")
+    if from_ is None:
+        from_ = "replay"
+    elif not isinstance(from_, str):
+        raise ValueError('"from" must be a string')
+    ts = value.get("ts")
+    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int) or ts < 0):
+        raise ValueError('"ts" must be a non-negative integer (milliseconds)')
+    data = _raw_or_text(fields, "d")
+    b64 = value.get("b64")
+    if data is not None and "b64" in value:
+        raise ValueError('a line holds "d" (JSON) or "b64" (binary), not both')
+    if data is not None:
+        message = RecordedMessage("json", channel, from_, ts, data)
+    elif "b64" in value:
+        if not isinstance(b64, str):
+            raise ValueError('"b64" must be a base64 string')
+        try:
+            payload = _stdlib_base64.b64decode(b64, validate=True)
+        except ValueError as e:
+            raise ValueError('"b64" is not valid base64 (%s)' % e) from None
+        content_type = value.get("ct")
+        if content_type is not None and not isinstance(content_type, str):
+            raise ValueError('"ct" must be a string')
+        meta = _raw_or_text(fields, "meta")
+        metadata = None if meta is None else _JSON.decode(meta)
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ValueError('"meta" must be a JSON object')
+        message = RecordedMessage("binary", channel, from_, ts, payload,
+                                  content_type or "application/octet-stream", metadata)
+    else:
+        raise ValueError('no payload: give "d" (JSON) or "b64" (binary)')
+    message.offset = float(offset)
+    return message
+
+
+def read_recording(path):
+    """Yields the messages of a gateway recording, in order, as ``RecordedMessage``.
+
+    A missing, corrupt or wrong-version file raises ``DataNetError`` with code
+    ``invalid_recording`` and a message naming the line; an incomplete last
+    line (the recording was interrupted) is skipped with a ``RuntimeWarning``."""
+    name = os.fspath(path)
+
+    def invalid(number, why):
+        return DataNetError("invalid_recording", "%s line %d: %s" % (name, number, why))
+
+    try:
+        f = open(name, "rb")
+    except OSError as e:
+        raise DataNetError("invalid_recording", "cannot open %s: %s" % (name, e)) from None
+    with f:
+        number = 0
+        for raw in f:
+            number += 1
+            complete = raw.endswith(b"\n")
+            try:
+                text = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                text = None
+            if number == 1:
+                header = None
+                try:
+                    header = _JSON.decode(text) if text is not None else None
+                except ValueError:
+                    pass
+                if not isinstance(header, dict) or header.get("format") != RECORDING_FORMAT:
+                    raise invalid(1, 'not a DataNet recording: the first line must be a header like '
+                                     '{"format":"%s","version":%d}' % (RECORDING_FORMAT, RECORDING_VERSION))
+                if header.get("version") != RECORDING_VERSION:
+                    raise invalid(1, "recording format version %r; this DataNet.py reads version %d"
+                                  % (header.get("version"), RECORDING_VERSION))
+                continue
+            try:
+                if text is None:
+                    raise ValueError("not UTF-8 text")
+                message = _recorded_message(text)
+            except ValueError as e:
+                if not complete:
+                    _warnings.warn("%s line %d: incomplete last line skipped (the recording was interrupted?): %s"
+                                   % (name, number, e), RuntimeWarning, stacklevel=2)
+                    return
+                raise invalid(number, str(e)) from None
+            if message is not None:
+                yield message
+        if number == 0:
+            raise DataNetError("invalid_recording", "%s is empty (line 1 should be the recording header)" % name)
+
+
 #: The default instance; the module-level functions below act on it.
 datanet = DataNet()
 

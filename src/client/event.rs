@@ -84,6 +84,14 @@ impl Inbox {
         self.rx.try_recv().ok()
     }
 
+    /// As `pop`, waiting up to `timeout` for an event to arrive.
+    pub fn pop_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
+        if let Some(event) = lock(&self.held).pop_front() {
+            return Some(event);
+        }
+        self.rx.recv_timeout(timeout).ok()
+    }
+
     /// Returns an event taken by `pop` that could not be delivered.
     pub fn hold(&self, event: Event) {
         lock(&self.held).push_front(event);

@@ -342,6 +342,12 @@ impl Client {
         self.shared.inbox.pop()
     }
 
+    /// Takes the next event, waiting up to `timeout` for one. For hosts with a
+    /// thread of their own to spare (the gateway's venue relay); TD polls instead.
+    pub fn wait_event(&self, timeout: Duration) -> Option<Event> {
+        self.shared.inbox.pop_timeout(timeout)
+    }
+
     /// Gives back an event taken by `next_event` that could not be delivered; it
     /// comes first next time.
     pub fn hold_event(&self, event: Event) {

@@ -245,7 +245,11 @@ class DataNetExt:
         self._forward("onDisconnect")
 
     def _on_error(self, error):
-        self.ownerComp.addScriptError("DataNet %s: %s" % (error.code, error.message))
+        if error.code == "upstream_restored":
+            # A venue relay reaches upstream again: its upstream_unavailable no longer holds.
+            self.ownerComp.clearScriptErrors()
+        else:
+            self.ownerComp.addScriptError("DataNet %s: %s" % (error.code, error.message))
         self._forward("onError", error)
 
     def _on_presence(self, channel, presence):

@@ -7,6 +7,7 @@
 pub mod connect_proxy;
 pub mod native;
 pub mod proxy;
+pub mod show;
 pub mod tls;
 
 use serde_json::{json, Value};

@@ -40,13 +40,14 @@ def native_build():
 
 
 class Gateway:
-    """A datanet-gateway process with the admin API on."""
+    """A datanet-gateway process with the admin API on; ``args`` are more flags
+    (``--record``, ``--replay``, ``--upstream-*``), ``env`` its environment."""
 
-    def __init__(self, log_path):
+    def __init__(self, log_path, args=(), env=None, port=0):
         self.log_path = log_path
         self.log_file = open(log_path, "w")
-        self.process = subprocess.Popen([gateway_exe(), "--port", "0", "--admin"], stdout=subprocess.PIPE,
-                                        stderr=self.log_file, text=True)
+        self.process = subprocess.Popen([gateway_exe(), "--port", str(port), "--admin", *args],
+                                        stdout=subprocess.PIPE, stderr=self.log_file, text=True, env=env)
         line = self.process.stdout.readline()
         self.url = line.strip().rsplit(" ", 1)[-1]
         assert self.url.startswith("http://"), "unexpected gateway banner: %r" % line

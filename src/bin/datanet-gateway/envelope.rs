@@ -1,6 +1,7 @@
 //! The JSON envelopes of PROTOCOL.md §3–§5: parsing what clients send, building
 //! what the gateway sends. No I/O and no state, so every shape is unit-tested here.
 
+use datanet::protocol::base64;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -187,6 +188,21 @@ impl BinaryMessage<'_> {
         message
     }
 }
+
+/// The message envelope subscribers get for a published payload. `Err` when a
+/// binary payload's base64 does not decode (its byte count is part of the envelope).
+pub fn message_frame(channel: &str, payload: Payload, ts_ms: u64, from: &str) -> Result<String, InvalidBase64> {
+    match payload {
+        Payload::Json(data) => Ok(json_message(channel, &data, ts_ms, from)),
+        Payload::Binary { b64, content_type, meta } => {
+            let byte_count = base64::decode(&b64).map_err(|_| InvalidBase64)?.len();
+            Ok(BinaryMessage { channel, b64, content_type, byte_count, meta, ts_ms, from }.into_json())
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidBase64;
 
 /// Who a `rate_limited` budget belongs to.
 #[derive(Debug, PartialEq)]

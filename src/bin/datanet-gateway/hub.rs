@@ -6,16 +6,23 @@
 //! and there is no lock ordering to get wrong (an outbox's own lock is only ever
 //! taken inside it, never the other way round). Frames reach a connection through
 //! its outbox, bounded in bytes, so a slow reader never blocks a publisher.
+//!
+//! The show tools (`show.rs`) hook in here: every local publish is offered to the
+//! recorder and the venue relay, messages from a replay or from upstream enter
+//! through `inject` and the same byte-bounded fan-out, and a channel's first and
+//! last local subscriber open and close it upstream.
 
+use crate::envelope::{self, Payload};
 use crate::jwt::{Claims, JwtError, Signer};
 use crate::keys::Keys;
 use crate::limits::Limits;
 use crate::outbox::{GlobalQueue, Outbox};
 use crate::secure::AdminAccess;
+use crate::show::{self, View};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -102,6 +109,27 @@ pub struct RateLimited {
     pub retry_ms: u64,
 }
 
+/// Why `inject` delivered nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotInjected {
+    /// A binary payload whose base64 does not decode.
+    InvalidBase64,
+    /// The message envelope is over `--max-message-bytes`: this project's client
+    /// would refuse it and reconnect, as for a local publish.
+    TooLarge { size: usize, limit: usize },
+}
+
+impl std::fmt::Display for NotInjected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotInjected::InvalidBase64 => f.write_str("its binary payload is not valid base64"),
+            NotInjected::TooLarge { size, limit } => {
+                write!(f, "its {size}-byte envelope is over --max-message-bytes ({limit})")
+            }
+        }
+    }
+}
+
 /// Why the hub ends a session from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kill {
@@ -130,11 +158,13 @@ struct RateWindow {
     count: u32,
 }
 
+/// Channel → subscribers. Ordered so presence lists members stably. A channel
+/// with no subscribers is removed, so `len()` is the number of live channels.
+type Channels = HashMap<String, BTreeMap<ConnId, Arc<Outbox>>>;
+
 struct State {
     connections: HashMap<ConnId, Connection>,
-    /// Channel → subscribers. Ordered so presence lists members stably. A channel
-    /// with no subscribers is removed, so `len()` is the number of live channels.
-    channels: HashMap<String, BTreeMap<ConnId, Arc<Outbox>>>,
+    channels: Channels,
     rate_windows: HashMap<String, RateWindow>,
     policy: Policy,
 }
@@ -163,6 +193,8 @@ pub struct Hub {
     frozen: watch::Sender<bool>,
     next_conn: AtomicU64,
     queued: Arc<GlobalQueue>,
+    /// Recording, replay and the venue relay, when any of them runs.
+    show: OnceLock<show::Hooks>,
 }
 
 impl Hub {
@@ -192,6 +224,7 @@ impl Hub {
             }),
             frozen: watch::Sender::new(false),
             next_conn: AtomicU64::new(1),
+            show: OnceLock::new(),
         }
     }
 
@@ -199,6 +232,11 @@ impl Hub {
     /// no critical section here leaves the state half-updated.
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Installs the show tools' hooks; only the first call has an effect.
+    pub fn install_show(&self, hooks: show::Hooks) {
+        let _ = self.show.set(hooks);
     }
 
     pub fn signer(&self) -> &Signer {
@@ -243,6 +281,11 @@ impl Hub {
         }
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new(self.limits.queued_bytes_per_connection, self.queued.clone()));
+        // The session writes `connected` first, then its outbox: a client that
+        // connects during an upstream outage hears of it right after `connected`.
+        if let Some(greeting) = self.show.get().and_then(show::Hooks::greeting) {
+            self.offer_all(std::iter::once(&outbox), &greeting);
+        }
         let (kill_tx, kill_rx) = oneshot::channel();
         let connection =
             Connection { key_id: key_id.to_string(), outbox: outbox.clone(), kill: kill_tx, channels: HashSet::new() };
@@ -256,7 +299,7 @@ impl Hub {
         let mut state = self.state();
         if let Some(connection) = state.connections.remove(&id) {
             for channel in &connection.channels {
-                remove_subscriber(&mut state.channels, channel, id);
+                self.remove_subscriber(&mut state.channels, channel, id);
             }
         }
     }
@@ -274,7 +317,8 @@ impl Hub {
         if new_here && connection.channels.len() >= self.limits.max_subscriptions {
             return Err(TopicLimitReached(self.limits.max_subscriptions));
         }
-        if !channels.contains_key(channel) {
+        let opened = !channels.contains_key(channel);
+        if opened {
             if let Some(cap) = policy.channel_cap {
                 if channels.len() >= cap {
                     return Err(TopicLimitReached(cap));
@@ -284,14 +328,18 @@ impl Hub {
         let subscribers = channels.entry(channel.to_string()).or_default();
         subscribers.insert(id, connection.outbox.clone());
         connection.channels.insert(channel.to_string());
-        Ok(subscribers.len())
+        let occupancy = subscribers.len();
+        if let (true, Some(show)) = (opened, self.show.get()) {
+            show.channel_opened(channel);
+        }
+        Ok(occupancy)
     }
 
     pub fn unsubscribe(&self, id: ConnId, channel: &str) {
         let mut state = self.state();
         if let Some(connection) = state.connections.get_mut(&id) {
             if connection.channels.remove(channel) {
-                remove_subscriber(&mut state.channels, channel, id);
+                self.remove_subscriber(&mut state.channels, channel, id);
             }
         }
     }
@@ -305,10 +353,39 @@ impl Hub {
             take_rate_budget(rate_windows, channel, per_second, Instant::now())?;
         }
         Stats::add(&self.stats.published, 1);
+        if let Some(show) = self.show.get() {
+            show.published(channel, &frame);
+        }
         if let Some(subscribers) = channels.get(channel) {
             self.offer_all(subscribers.values(), &frame);
         }
         Ok(())
+    }
+
+    /// Delivers a message that no local client published (the replay, the venue
+    /// relay) with the given `from` and `ts`, through the same byte-bounded
+    /// fan-out as a publish; no rate budget applies.
+    pub fn inject(&self, channel: &str, from: &str, ts_ms: u64, payload: Payload) -> Result<(), NotInjected> {
+        let frame = envelope::message_frame(channel, payload, ts_ms, from).map_err(|_| NotInjected::InvalidBase64)?;
+        let limit = self.limits.max_message_bytes;
+        if frame.len() > limit {
+            Stats::add(&self.stats.oversized, 1);
+            return Err(NotInjected::TooLarge { size: frame.len(), limit });
+        }
+        let frame = Message::text(frame);
+        let state = self.state();
+        if let Some(show) = self.show.get() {
+            show.injected(channel, &frame);
+        }
+        if let Some(subscribers) = state.channels.get(channel) {
+            self.offer_all(subscribers.values(), &frame);
+        }
+        Ok(())
+    }
+
+    /// Whether any channel with subscribers passes `wanted`.
+    pub fn any_subscribed(&self, wanted: impl Fn(&str) -> bool) -> bool {
+        self.state().channels.keys().any(|channel| wanted(channel))
     }
 
     /// Queues a raw frame for one connection or all of them; returns how many took it.
@@ -351,7 +428,7 @@ impl Hub {
         for id in &ids {
             if let Some(connection) = state.connections.remove(id) {
                 for channel in &connection.channels {
-                    remove_subscriber(&mut state.channels, channel, *id);
+                    self.remove_subscriber(&mut state.channels, channel, *id);
                 }
                 // Err only when the task already ended on its own.
                 let _ = connection.kill.send(kill);
@@ -368,6 +445,24 @@ impl Hub {
             .get(channel)
             .map(|subscribers| subscribers.keys().map(|&id| conn_label(id)).collect())
             .unwrap_or_default()
+    }
+
+    /// Presence of a channel: its local subscribers, plus upstream's when relaying.
+    pub fn presence(&self, channel: &str) -> (usize, Vec<String>) {
+        let members = self.members(channel);
+        match self.show.get() {
+            Some(show) => show.presence(channel, members),
+            None => (members.len(), members),
+        }
+    }
+
+    /// The show tools' sections, added after the hub's lock is released (they
+    /// read the relay client's status, which has locks of its own).
+    fn with_show_stats(&self, mut stats: Map<String, Value>, view: View) -> Value {
+        if let Some(show) = self.show.get() {
+            show.add_stats(&mut stats, view);
+        }
+        Value::Object(stats)
     }
 
     /// The counters every stats view shares.
@@ -413,12 +508,13 @@ impl Hub {
             })
             .collect();
         stats.insert("per_connection".into(), Value::Array(per_connection));
-        Value::Object(stats)
+        drop(state);
+        self.with_show_stats(stats, View::Admin)
     }
 
     /// `GET /stats`, open to anyone who reaches the gateway: counters, and the
     /// connections that lost frames, named by connection id and an 8-digit key-id
-    /// prefix. No channel names, no secrets.
+    /// prefix; the show tools' counters and states. No channel names, no secrets.
     pub fn public_stats_json(&self) -> Value {
         let state = self.state();
         let mut stats = self.totals(&state);
@@ -440,7 +536,8 @@ impl Hub {
             })
             .collect();
         stats.insert("slow_connections".into(), Value::Array(per_connection));
-        Value::Object(stats)
+        drop(state);
+        self.with_show_stats(stats, View::Public)
     }
 
     pub fn set_frozen(&self, frozen: bool) {
@@ -459,13 +556,17 @@ impl Hub {
         // Err only if the sender is gone, and the hub owns it.
         let _ = self.frozen_watch().wait_for(|frozen| !frozen).await;
     }
-}
 
-fn remove_subscriber(channels: &mut HashMap<String, BTreeMap<ConnId, Arc<Outbox>>>, channel: &str, id: ConnId) {
-    if let Some(subscribers) = channels.get_mut(channel) {
-        subscribers.remove(&id);
-        if subscribers.is_empty() {
-            channels.remove(channel);
+    /// Removes one subscriber; a channel left without any is closed (upstream too).
+    fn remove_subscriber(&self, channels: &mut Channels, channel: &str, id: ConnId) {
+        if let Some(subscribers) = channels.get_mut(channel) {
+            subscribers.remove(&id);
+            if subscribers.is_empty() {
+                channels.remove(channel);
+                if let Some(show) = self.show.get() {
+                    show.channel_closed(channel);
+                }
+            }
         }
     }
 }
@@ -580,6 +681,30 @@ mod tests {
         assert_eq!(public["slow_connections"][0]["dropped"], 3);
         assert_eq!(public["slow_connections"][0]["key"].as_str().map(str::len), Some(1), "key id prefix only");
         assert!(public.get("subscriptions").is_none(), "no channel names in the public view");
+    }
+
+    #[test]
+    fn injected_messages_share_the_bounded_fan_out() {
+        let hub = hub_with(Limits { queued_bytes_per_connection: 200, max_message_bytes: 150, ..Limits::default() });
+        let subscriber = hub.register("k").ok().unwrap();
+        hub.subscribe(subscriber.id, "project.demo.a").ok().unwrap();
+        let json = |text: &str| Payload::Json(serde_json::value::RawValue::from_string(text.into()).unwrap());
+        for n in 0..3 {
+            assert_eq!(hub.inject("project.demo.a", "desk", 7, json(&format!("{{\"n\": {n}.50}}"))), Ok(()));
+        }
+        let stats = hub.stats_json();
+        assert_eq!((&stats["delivered"], &stats["dropped"]), (&json!(3), &json!(1)), "{stats}");
+        let mut frames = Vec::new();
+        assert_eq!(subscriber.outbox.take(10, &mut frames), 1, "the subscriber is told of its loss");
+        let newest = frames.last().unwrap().to_text().unwrap();
+        assert!(newest.contains(r#""d":{"n": 2.50},"ts":7,"from":"desk""#), "{newest}");
+
+        let too_large = hub.inject("project.demo.a", "desk", 7, json(&format!("\"{}\"", "x".repeat(150))));
+        assert!(matches!(too_large, Err(NotInjected::TooLarge { limit: 150, .. })), "{too_large:?}");
+        let binary = Payload::Binary { b64: "not base64!".into(), content_type: None, meta: None };
+        assert_eq!(hub.inject("project.demo.a", "desk", 7, binary), Err(NotInjected::InvalidBase64));
+        let stats = hub.stats_json();
+        assert_eq!((&stats["delivered"], &stats["oversized"]), (&json!(3), &json!(1)), "{stats}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! tests. It implements the server side of PROTOCOL.md (token issue, `/ws` with the
 //! bearer subprotocol, envelopes and acks, presence, the error codes) plus test
 //! controls under `/_admin/`. Secure by default off loopback, fair under load,
-//! bounded in bytes (docs/GATEWAY.md). Never linked into the library.
+//! bounded in bytes; a show tool besides: recording, replay and the venue relay
+//! (`show.rs`). See docs/GATEWAY.md. Never linked into the library.
 
 mod admin;
 mod cli;
@@ -14,11 +15,16 @@ mod keys;
 mod limits;
 mod net;
 mod outbox;
+mod record;
+mod recording;
+mod replay;
 mod rest;
 mod secure;
 mod session;
+mod show;
 mod throttle;
 mod tls;
+mod upstream;
 
 use hub::{Hub, Setup};
 use keys::Keys;
@@ -46,7 +52,7 @@ fn main() -> ExitCode {
         }
     };
     let prepared = prepare(&options);
-    let (setup, tls) = match prepared {
+    let Prepared { setup, tls, show } = match prepared {
         Ok(prepared) => prepared,
         Err(message) => {
             eprintln!("datanet-gateway: {message}");
@@ -55,7 +61,7 @@ fn main() -> ExitCode {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     let result = match runtime {
-        Ok(runtime) => runtime.block_on(serve(options, setup, tls)),
+        Ok(runtime) => runtime.block_on(serve(options, setup, tls, show)),
         Err(error) => Err(error),
     };
     match result {
@@ -67,8 +73,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Everything checked before binding: the LAN rules, secrets, keys, TLS files.
-fn prepare(options: &cli::Options) -> Result<(Setup, Option<tokio_rustls::TlsAcceptor>), String> {
+/// Everything checked and opened before binding, so a mistake is one clear error
+/// and no half-started gateway.
+struct Prepared {
+    setup: Setup,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    show: show::Prepared,
+}
+
+/// The LAN rules, secrets, keys, TLS files; then the show tools (the replay file
+/// read through, the recording opened, the relay's client built).
+fn prepare(options: &cli::Options) -> Result<Prepared, String> {
     let warnings = secure::check(options)?;
     let secret = secure::token_secret(&options.secret, std::env::var(SECRET_VARIABLE).ok())?;
     let keys = match &options.keys_file {
@@ -96,10 +111,16 @@ fn prepare(options: &cli::Options) -> Result<(Setup, Option<tokio_rustls::TlsAcc
         limits: options.limits.clone(),
         warnings,
     };
-    Ok((setup, tls))
+    let show = show::prepare(&options.show, &options.project)?;
+    Ok(Prepared { setup, tls, show })
 }
 
-async fn serve(options: cli::Options, setup: Setup, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<()> {
+async fn serve(
+    options: cli::Options,
+    setup: Setup,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    show: show::Prepared,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind((options.host.as_str(), options.port)).await?;
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -111,7 +132,10 @@ async fn serve(options: cli::Options, setup: Setup, tls: Option<tokio_rustls::Tl
     for warning in &setup.warnings {
         log(format_args!("warning: {warning}"));
     }
-    net::accept_loop(Arc::new(Hub::new(setup)), listener, tls).await;
+    let hub = Arc::new(Hub::new(setup));
+    // After the address line: the replay and the relay print on stdout too.
+    show.start(&hub)?;
+    net::accept_loop(hub, listener, tls).await;
     Ok(())
 }
 

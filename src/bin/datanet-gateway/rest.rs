@@ -80,8 +80,9 @@ pub fn presence(hub: &Hub, request: &HttpRequest) -> Reply {
     if check_channel(&channel, claims.pid.as_deref()).is_err() {
         return forbidden();
     }
-    let members = hub.members(&channel);
-    Reply::json(200, json!({"occupancy": members.len(), "members": members}))
+    // Local subscribers, plus upstream's when relaying a venue.
+    let (occupancy, members) = hub.presence(&channel);
+    Reply::json(200, json!({"occupancy": occupancy, "members": members}))
 }
 
 fn forbidden() -> Reply {

@@ -8,14 +8,13 @@
 //! `Sink` only when it is ready, so tungstenite's write buffer stays small; large
 //! frames go out in fragments for the same reason.
 
-use crate::envelope::{self, BinaryMessage, ClientOp, GatewayError, Payload, RateScope};
+use crate::envelope::{self, ClientOp, GatewayError, Payload, RateScope};
 use crate::hub::{conn_label, ConnId, DeviceLimitReached, Hub, Kill, Registration, Stats};
 use crate::jwt::Claims;
 use crate::limits::{Limits, RateBudget};
 use crate::net::Rewound;
 use crate::outbox::Outbox;
 use crate::throttle::Throttle;
-use datanet::protocol::base64;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -487,22 +486,8 @@ impl<'a> Session<'a> {
         if let Err(refusal) = self.check_channel(&channel, "pub") {
             return self.reply_error(refusal).await;
         }
-        let ts_ms = crate::unix_now_ms();
-        let frame = match payload {
-            Payload::Json(data) => envelope::json_message(&channel, &data, ts_ms, &self.label),
-            Payload::Binary { b64, content_type, meta } => match base64::decode(&b64) {
-                Err(_) => return self.reply_error(GatewayError::InvalidPayload { channel }).await,
-                Ok(bytes) => BinaryMessage {
-                    channel: &channel,
-                    b64,
-                    content_type,
-                    byte_count: bytes.len(),
-                    meta,
-                    ts_ms,
-                    from: &self.label,
-                }
-                .into_json(),
-            },
+        let Ok(frame) = envelope::message_frame(&channel, payload, crate::unix_now_ms(), &self.label) else {
+            return self.reply_error(GatewayError::InvalidPayload { channel }).await;
         };
         let limit = self.hub.limits.max_message_bytes;
         if frame.len() > limit {
