@@ -77,6 +77,9 @@ fn records_and_replays_byte_for_byte() {
         live_frames.iter().filter(|frame| !frame.contains("project.demo.other")).collect();
     wait_until("the recording", || live.stats()["recording"]["recorded"] == recorded_frames.len() as u64);
     assert_eq!(live.stats()["recording"]["dropped"], 0);
+    let public = live.public_stats();
+    assert_eq!(public["recording"]["recorded"], recorded_frames.len() as u64, "{public}");
+    assert!(public["recording"].get("file").is_none(), "no file path in the public stats: {public}");
 
     // The file: a header, then one line per relayed message with its fields as sent.
     let text = std::fs::read_to_string(&recording).unwrap();

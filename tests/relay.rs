@@ -317,6 +317,64 @@ fn upstream_errors_reach_their_publisher_and_the_relay_restarts_cleanly() {
     std::fs::remove_dir_all(&venue.dir).unwrap();
 }
 
+#[test]
+fn upstream_frames_arrive_byte_for_byte_and_late_joiners_hear_of_an_outage() {
+    let venue = venue("exact", &[]);
+    let mut stage = RawClient::connect(venue.relay.port, LOCAL_KEY);
+    stage.subscribe(CHANNEL);
+    wait_until("the relay subscribed upstream", || venue.cloud.stats()["subscriptions"][CHANNEL] == 1);
+    let mut cloud_listener = RawClient::connect(venue.cloud.port(), LOCAL_KEY);
+    cloud_listener.subscribe(CHANNEL);
+    let mut desk = RawClient::connect(venue.cloud.port(), LOCAL_KEY);
+    // Key order, number spelling, escapes; binary with metadata text.
+    for rest in [
+        r#""d":{"z":1,"a":[1.50,2e3],"s":"\u00e9t\u00e9","big":12345678901234567890123}"#,
+        r#""bin":true,"b64":"AQID/w==","ct":"binary/dmx","meta":{"universe":1,"w":0.50}"#,
+    ] {
+        desk.send(&format!(r#"{{"op":"pub","ch":"{CHANNEL}",{rest}}}"#));
+    }
+    let on_cloud: Vec<String> = cloud_listener.messages(2, WAIT).into_iter().map(|(_, frame)| frame).collect();
+    let on_stage: Vec<String> = stage.messages(2, WAIT).into_iter().map(|(_, frame)| frame).collect();
+    // The whole envelope, the desk's `from` and the cloud's `ts` included.
+    assert_eq!(on_stage, on_cloud);
+    assert!(on_stage[0].contains(&format!(r#""from":"{}""#, desk.conn_id)), "{}", on_stage[0]);
+
+    // The public /stats shows the relay's state and counters, nothing that names it.
+    let public = venue.relay.public_stats();
+    assert_eq!(public["upstream"]["state"], "connected", "{public}");
+    assert_eq!(public["upstream"]["relayed_in"], 2, "{public}");
+    for private in ["url", "conn_id"] {
+        assert!(public["upstream"].get(private).is_none(), "{private} in the public stats: {public}");
+    }
+    let fields = public["upstream"].as_object().unwrap();
+    let texts: Vec<&String> =
+        fields.iter().filter(|(_, value)| !value.is_number() && !value.is_null()).map(|(name, _)| name).collect();
+    assert_eq!(texts, ["state"], "only counters and the state word: {public}");
+    let public_text = public.to_string();
+    assert!(!public_text.contains(CHANNEL) && !public_text.contains(UPSTREAM_KEY), "{public}");
+
+    // The uplink goes: connected clients are told, and so is one that connects
+    // during the outage, right after its `connected`.
+    venue.proxy.refuse(true);
+    venue.proxy.drop_all();
+    let told = |client: &mut RawClient, code: &str| loop {
+        let frame = client.next_text(WAIT).unwrap_or_else(|| panic!("no {code}"));
+        if frame.contains(r#""type":"error""#) {
+            assert!(frame.contains(&format!(r#""code":"{code}""#)), "{frame}");
+            break;
+        }
+    };
+    told(&mut stage, "upstream_unavailable");
+    let mut late = RawClient::connect(venue.relay.port, LOCAL_KEY);
+    assert!(!late.conn_id.is_empty(), "`connected` came first");
+    let next = late.next_text(WAIT).expect("the upstream state after connected");
+    assert!(next.contains(r#""code":"upstream_unavailable""#), "{next}");
+    venue.proxy.refuse(false);
+    told(&mut late, "upstream_restored");
+    told(&mut stage, "upstream_restored");
+    std::fs::remove_dir_all(&venue.dir).unwrap();
+}
+
 /// LAN latency through a relay (its uplink up) vs a plain local gateway: a
 /// publisher and a subscriber on the same gateway, 2,000 messages at 200 msg/s.
 #[test]

@@ -155,6 +155,13 @@ impl ShowGateway {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// `GET /stats`, the view open to anyone who reaches the gateway.
+    pub fn public_stats(&self) -> Value {
+        let agent = ureq::AgentBuilder::new().timeout(HTTP_TIMEOUT).build();
+        let body = agent.get(&format!("{}/stats", self.url())).call().expect("stats").into_string().unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
