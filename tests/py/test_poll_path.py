@@ -257,3 +257,21 @@ def test_a_frames_batch_is_what_json_loads_makes_of_each_text(gateway):
 
     for text, value in zip(TEXTS, got):
         assert typed(value) == typed(json.loads(text)), text
+
+
+def test_a_record_that_cannot_be_read_is_reported_and_the_poll_goes_on(gateway, monkeypatch):
+    import DataNet
+    td = connected(gateway)
+    rig = sensor_client(gateway)
+    got, errors = [], []
+    td.subscribe("project.demo.guard", lambda channel, data, from_, ts: got.append(data))
+    td.on("error", errors.append)
+    subscribed(td, "project.demo.guard", gateway)
+    rig.publish("project.demo.guard", 1)
+    real = DataNet._messages
+    monkeypatch.setattr(DataNet, "_messages", lambda payload: (_ for _ in ()).throw(RecursionError("too deep")))
+    poll_until(td, lambda: td.status()["decode_errors"] == 1, what="the failure counted")
+    assert errors and errors[0].code == "protocol_error" and "RecursionError" in errors[0].message
+    monkeypatch.setattr(DataNet, "_messages", real)
+    rig.publish("project.demo.guard", 2)
+    poll_until(td, lambda: got == [2], what="the next message")
