@@ -17,6 +17,7 @@
 //! plain JSON instead.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::protocol::json_walk::{is_integer, number_value, walk, Scalar, Visitor};
 
@@ -56,7 +57,27 @@ pub(super) const FINISH_LEN: usize = 2;
 pub struct PickleBatch {
     out: Vec<u8>,
     /// Strings already in the unpickler's memo, and their index.
-    memo: HashMap<Vec<u8>, u32>,
+    memo: HashMap<Vec<u8>, u32, BuildHasherDefault<Fnv>>,
+}
+
+/// FNV-1a: the memo's keys are short strings from one batch, where a keyed hash
+/// (SipHash, the default) buys nothing and costs time (0.53 to 0.45 µs per
+/// 8-field message in `pickle_speed`).
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Where a batch stood, to go back to when a message is abandoned.
@@ -69,7 +90,7 @@ pub struct Mark {
 impl PickleBatch {
     /// Starts the outer list.
     pub fn begin() -> Self {
-        PickleBatch { out: vec![PROTO, 4, EMPTY_LIST, MARK], memo: HashMap::new() }
+        PickleBatch { out: vec![PROTO, 4, EMPTY_LIST, MARK], memo: HashMap::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -150,10 +171,13 @@ impl Visitor for Opcodes<'_> {
                     Err(_) => self.bad_number |= write_big_int(out, token).is_err(),
                 }
             }
-            Scalar::Number(token) => {
-                out.push(BINFLOAT);
-                out.extend_from_slice(&number_value(token).to_be_bytes());
-            }
+            Scalar::Number(token) => match number_value(token) {
+                Some(value) => {
+                    out.push(BINFLOAT);
+                    out.extend_from_slice(&value.to_be_bytes());
+                }
+                None => self.bad_number = true,
+            },
         }
     }
 
@@ -360,5 +384,34 @@ mod tests {
         batch.push("other", "g", 1, "2", 0).unwrap();
         let out = batch.finish();
         assert_eq!(out.iter().filter(|&&b| b == MEMOIZE).count(), 4, "c, f, other, g: nothing memoized twice");
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// `cargo test --release --lib pickle_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn pickle_speed() {
+        let texts: Vec<String> = (0..1000)
+            .map(|i| {
+                let fields: Vec<String> =
+                    (0..8).map(|k| format!("\"f{k}\":{}", ((i * (k + 1)) % 1000) as f64 / 10.0)).collect();
+                format!("{{{}}}", fields.join(","))
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let rounds = 200;
+        for _ in 0..rounds {
+            let mut batch = PickleBatch::begin();
+            for (i, text) in texts.iter().enumerate() {
+                batch.push("project.bench.ch3", "c-12", 1_700_000_000_000 + i as i64, text, 0).unwrap();
+            }
+            std::hint::black_box(batch.finish());
+        }
+        let per = started.elapsed().as_secs_f64() * 1e6 / (rounds * texts.len()) as f64;
+        println!("pickle: {per:.3} us per message");
     }
 }

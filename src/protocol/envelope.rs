@@ -200,12 +200,53 @@ fn decode_message(fields: RawEnvelope<'_>) -> Result<InboundMessage, DataNetErro
         };
         // Metadata is kept only when it is an object, as its own text.
         let meta = fields.meta.map(RawValue::get).filter(|text| text.starts_with('{')).map(str::to_string);
+        if meta.as_deref().is_some_and(|text| !nesting_within(text, MAX_NESTING)) {
+            return Err(malformed(format!("metadata on {channel} nests deeper than {MAX_NESTING}")));
+        }
         // The decoded bytes are the truth; a `bytes` field that disagrees is ignored.
         Payload::Binary { data, content_type, meta, raw: false }
     } else {
-        Payload::Json(fields.d.map_or_else(|| "null".to_string(), |raw| raw.get().to_string()))
+        let text = fields.d.map_or("null", RawValue::get);
+        if !nesting_within(text, MAX_NESTING) {
+            return Err(malformed(format!("payload on {channel} nests deeper than {MAX_NESTING}")));
+        }
+        Payload::Json(text.to_string())
     };
     Ok(InboundMessage { channel, from, ts, payload })
+}
+
+/// How deep a payload may nest: serde_json's own limit, which a raw value does not
+/// apply (it skips the text without recursing). Deeper payloads are malformed, as
+/// they would be for any host that parses them (Python's json.loads recurses).
+const MAX_NESTING: usize = 128;
+
+/// Whether JSON text nests at most `max` arrays and objects deep (strings skipped).
+fn nesting_within(text: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in text.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
 }
 
 fn as_i64(value: &Value) -> Option<i64> {
@@ -315,6 +356,12 @@ mod tests {
         }
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
         assert!(decode_text(&deep).is_err());
+        let frame = format!(r#"{{"op":"pub","ch":"c","d":{deep}}}"#);
+        assert_eq!(decode_text(&frame).unwrap_err().code, PROTOCOL_ERROR, "raw values skip without a depth limit");
+        let ok = "[".repeat(128) + r#""[[[\"]]""# + &"]".repeat(128);
+        assert!(decode_text(&format!(r#"{{"op":"pub","ch":"c","d":{ok}}}"#)).is_ok(), "128 deep, brackets in a string");
+        let meta = format!(r#"{{"op":"pub","ch":"c","bin":true,"b64":"","meta":{{"a":{deep}}}}}"#);
+        assert!(decode_text(&meta).is_err());
     }
 
     #[test]

@@ -53,7 +53,11 @@ impl<E> Flattener<E> {
 impl<E: FnMut(&str, f64)> Visitor for Flattener<E> {
     fn scalar(&mut self, value: Scalar<'_>) {
         match value {
-            Scalar::Number(token) => (self.emit)(&self.path, number_value(token)),
+            Scalar::Number(token) => {
+                if let Some(number) = number_value(token) {
+                    (self.emit)(&self.path, number);
+                }
+            }
             Scalar::Bool(b) => (self.emit)(&self.path, if b { 1.0 } else { 0.0 }),
             Scalar::Null | Scalar::String(_) => {}
         }

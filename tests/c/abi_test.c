@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "datanet.h"
+#include "test_support.h"
 
 static int passed = 0, failed = 0;
 
@@ -23,29 +24,6 @@ static int passed = 0, failed = 0;
             fprintf(stderr, "\n");                                     \
         }                                                              \
     } while (0)
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* The library stops a freed client's thread within 500 ms or leaves it to finish
- * on its own (dn_client_free never waits longer). Under valgrind that takes
- * longer, so before exiting, wait (bounded) until only this program's main thread
- * is left: what the library still holds at exit is then a leak, not a thread that
- * had not finished yet. Linux-only, like these tests. */
-static void wait_until_single_threaded(void) {
-    for (int tries = 0; tries < 600; tries++) {
-        FILE *status = fopen("/proc/self/status", "r");
-        char line[256];
-        int threads = 0;
-        while (status && fgets(line, sizeof line, status))
-            if (strncmp(line, "Threads:", 8) == 0) threads = atoi(line + 8);
-        if (status) fclose(status);
-        if (threads == 1) return;
-        sleep_ms(50);
-    }
-}
 
 static const char *last_error(void) {
     static char buf[1024];
@@ -63,8 +41,6 @@ typedef struct {
     uint32_t channel_len, from_len, content_type_len, meta_len, payload_len;
     uint32_t record_len;
 } record_t;
-
-static uint32_t u32_at(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 
 static record_t parse_record(const uint8_t *p) {
     record_t r;

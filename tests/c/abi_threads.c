@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "datanet.h"
+#include "test_support.h"
 
 #define THREADS 8
 #define ROUNDS 3
@@ -47,31 +48,6 @@ static const char *last_error(void) {
     if (dn_last_error(buf, sizeof buf, &len) != DN_OK) return "(dn_last_error failed)";
     return buf;
 }
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* The library stops a freed client's thread within 500 ms or leaves it to finish
- * on its own (dn_client_free never waits longer). Under valgrind that takes
- * longer, so before exiting, wait (bounded) until only this program's main thread
- * is left: what the library still holds at exit is then a leak, not a thread that
- * had not finished yet. Linux-only, like these tests. */
-static void wait_until_single_threaded(void) {
-    for (int tries = 0; tries < 600; tries++) {
-        FILE *status = fopen("/proc/self/status", "r");
-        char line[256];
-        int threads = 0;
-        while (status && fgets(line, sizeof line, status))
-            if (strncmp(line, "Threads:", 8) == 0) threads = atoi(line + 8);
-        if (status) fclose(status);
-        if (threads == 1) return;
-        sleep_ms(50);
-    }
-}
-
-static uint32_t u32_at(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 
 /* A batch is consecutive records whose lengths add up to what dn_poll reported. */
 static int batch_is_well_formed(const uint8_t *batch, size_t len, uint32_t count) {

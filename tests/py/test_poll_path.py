@@ -31,18 +31,21 @@ def subscribed(client, channel, gateway, count=1):
     poll_until(client, lambda: gateway.stats()["subscriptions"].get(channel, 0) >= count, what="sub " + channel)
 
 
-def received(client, n):
-    return lambda: client.status()["counters"]["received"] >= n
+def readme_network_recording(td, channel, record):
+    """The README network started on `channel`, with a callbacks DAT whose onMessage
+    appends the expression `record` to GOT."""
+    build_readme_network(td, channels=channel, with_callbacks=True)
+    td.op("/callbacks").text += ("\nGOT = []\ndef onMessage(channel, data, from_, timestamp, replaced=0):\n"
+                                 "    GOT.append(%s)\n" % record)
+    td.start()
+    dn = td.op("/DataNet").module
+    run_until(td, lambda: dn.status()["occupancy"], what="subscribed")
+    return dn
 
 
 @each_chop_reading
 def test_what_the_sdk_sends_is_what_td_gets(td, lib_env):
-    build_readme_network(td, channels="project.demo.fidelity", with_callbacks=True)
-    td.op("/callbacks").text += "\nGOT = []\ndef onMessage(channel, data, from_, timestamp, replaced=0):\n" \
-                                "    GOT.append(data)\n"
-    td.start()
-    dn = td.op("/DataNet").module
-    run_until(td, lambda: dn.status()["occupancy"], what="subscribed")
+    dn = readme_network_recording(td, "project.demo.fidelity", "data")
     sdk = SdkPeer(lib_env)
     try:
         sdk.publish("project.demo.fidelity", FIDELITY)
@@ -201,12 +204,7 @@ def test_the_chop_is_updated_in_place_while_the_names_stay(td, lib_env):
 
 def test_the_readme_network_has_newest_only_callbacks_too(td, lib_env, monkeypatch):
     monkeypatch.setenv("DATANET_NEWEST_ONLY", "1")
-    build_readme_network(td, channels="project.demo.newest", with_callbacks=True)
-    td.op("/callbacks").text += "\nGOT = []\ndef onMessage(channel, data, from_, timestamp, replaced=0):\n" \
-                                "    GOT.append((data, replaced))\n"
-    td.start()
-    dn = td.op("/DataNet").module
-    run_until(td, lambda: dn.status()["occupancy"], what="subscribed")
+    dn = readme_network_recording(td, "project.demo.newest", "(data, replaced)")
     rig = sensor_client(lib_env)
     for n in range(30):
         rig.publish("project.demo.newest", n)
@@ -259,3 +257,21 @@ def test_a_frames_batch_is_what_json_loads_makes_of_each_text(gateway):
 
     for text, value in zip(TEXTS, got):
         assert typed(value) == typed(json.loads(text)), text
+
+
+def test_a_record_that_cannot_be_read_is_reported_and_the_poll_goes_on(gateway, monkeypatch):
+    import DataNet
+    td = connected(gateway)
+    rig = sensor_client(gateway)
+    got, errors = [], []
+    td.subscribe("project.demo.guard", lambda channel, data, from_, ts: got.append(data))
+    td.on("error", errors.append)
+    subscribed(td, "project.demo.guard", gateway)
+    rig.publish("project.demo.guard", 1)
+    real = DataNet._messages
+    monkeypatch.setattr(DataNet, "_messages", lambda payload: (_ for _ in ()).throw(RecursionError("too deep")))
+    poll_until(td, lambda: td.status()["decode_errors"] == 1, what="the failure counted")
+    assert errors and errors[0].code == "protocol_error" and "RecursionError" in errors[0].message
+    monkeypatch.setattr(DataNet, "_messages", real)
+    rig.publish("project.demo.guard", 2)
+    poll_until(td, lambda: got == [2], what="the next message")
