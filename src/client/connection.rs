@@ -503,15 +503,23 @@ fn deliver(shared: &Shared, message: InboundMessage) {
             (_, Some(binary)) => Some(Numbers::Indexed(binary)),
             _ => None,
         };
-        lock(&shared.store).record(message.clone(), numbers);
+        let mut store = lock(&shared.store);
+        store.record(message.clone(), numbers);
+        shared.polled.values_version.store(store.values_version(), Ordering::Release);
     }
-    lock(&shared.rows).push(&message);
+    {
+        let mut rows = lock(&shared.rows);
+        rows.push(&message);
+        shared.polled.newest_row.store(rows.newest_seq(), Ordering::Release);
+    }
     match delivery.unwrap_or_default() {
         Delivery::Every => shared.inbox.push(Event::Message(message)),
         Delivery::Latest => {
-            if lock(&shared.latest).offer(message) {
+            let mut latest = lock(&shared.latest);
+            if latest.offer(message) {
                 Counters::add(&counters.replaced_latest, 1);
             }
+            shared.polled.latest.store(latest.len(), Ordering::Release);
         }
         Delivery::StoreOnly => {}
     }

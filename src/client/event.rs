@@ -3,7 +3,7 @@
 //! the oldest event is dropped and counted.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -51,13 +51,15 @@ pub struct Inbox {
     /// go first next time, so nothing is reordered or lost, even when two threads
     /// poll at once.
     held: Mutex<VecDeque<Event>>,
+    /// `held.len()`, readable without the lock: the poll path looks at it every frame.
+    held_count: AtomicUsize,
     dropped: AtomicU64,
 }
 
 impl Inbox {
     pub fn new(capacity: usize) -> Self {
         let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-        Inbox { tx, rx, held: Mutex::new(VecDeque::new()), dropped: AtomicU64::new(0) }
+        Inbox { tx, rx, held: Mutex::new(VecDeque::new()), held_count: AtomicUsize::new(0), dropped: AtomicU64::new(0) }
     }
 
     /// Adds an event, dropping (and counting) the oldest when full. Never blocks.
@@ -78,27 +80,34 @@ impl Inbox {
     }
 
     pub fn pop(&self) -> Option<Event> {
-        if let Some(event) = lock(&self.held).pop_front() {
-            return Some(event);
+        self.pop_held().or_else(|| self.rx.try_recv().ok())
+    }
+
+    /// An event given back by `hold`, if any (no lock when there is none).
+    fn pop_held(&self) -> Option<Event> {
+        if self.held_count.load(Ordering::Acquire) == 0 {
+            return None;
         }
-        self.rx.try_recv().ok()
+        let mut held = lock(&self.held);
+        let event = held.pop_front();
+        self.held_count.store(held.len(), Ordering::Release);
+        event
     }
 
     /// As `pop`, waiting up to `timeout` for an event to arrive.
     pub fn pop_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
-        if let Some(event) = lock(&self.held).pop_front() {
-            return Some(event);
-        }
-        self.rx.recv_timeout(timeout).ok()
+        self.pop_held().or_else(|| self.rx.recv_timeout(timeout).ok())
     }
 
     /// Returns an event taken by `pop` that could not be delivered.
     pub fn hold(&self, event: Event) {
-        lock(&self.held).push_front(event);
+        let mut held = lock(&self.held);
+        held.push_front(event);
+        self.held_count.store(held.len(), Ordering::Release);
     }
 
     pub fn len(&self) -> usize {
-        self.rx.len() + lock(&self.held).len()
+        self.rx.len() + self.held_count.load(Ordering::Acquire)
     }
 
     pub fn dropped(&self) -> u64 {

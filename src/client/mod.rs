@@ -62,6 +62,9 @@ pub(crate) struct Shared {
     /// The newest messages as table rows.
     pub rows: Mutex<RowRing>,
     pub store: Mutex<LastValues>,
+    /// What the poll path reads every frame, published without its lock: entries in
+    /// `latest`, the newest row's number, the store's values version.
+    pub polled: Polled,
     pub counters: Counters,
     pub health: Mutex<Health>,
     /// The current JWT, for presence requests and redaction.
@@ -101,6 +104,16 @@ impl Shared {
     }
 }
 
+/// Figures the host's poll reads every frame, kept as atomics beside the structures
+/// they describe (updated under those structures' locks), so a poll with nothing
+/// to do takes no lock.
+#[derive(Default)]
+pub(crate) struct Polled {
+    pub latest: AtomicUsize,
+    pub newest_row: AtomicU64,
+    pub values_version: AtomicU64,
+}
+
 struct Worker {
     stop: tokio::sync::watch::Sender<bool>,
     presence: tokio::sync::mpsc::Sender<String>,
@@ -138,6 +151,7 @@ impl Client {
             latest: Mutex::new(LatestSlots::default()),
             rows: Mutex::new(RowRing::new(config.table_history)),
             store: Mutex::new(LastValues::new(config.max_numeric_channels)),
+            polled: Polled::default(),
             counters: Counters::default(),
             health: Mutex::new(Health::default()),
             token: Mutex::new(None),
@@ -208,7 +222,9 @@ impl Client {
         let known = registry.contains(channel);
         if registry.remove(channel) {
             drop(registry);
-            lock(&self.shared.store).remove_channel(channel);
+            let mut store = lock(&self.shared.store);
+            store.remove_channel(channel);
+            self.shared.polled.values_version.store(store.values_version(), Ordering::Release);
             self.registry_changed();
         }
         Ok(known)
@@ -357,17 +373,24 @@ impl Client {
     /// Takes the newest message of every `Latest` channel that had one since the
     /// last call, with how many older ones each replaced.
     pub fn take_latest(&self) -> Vec<Pending> {
-        lock(&self.shared.latest).take_all()
+        if self.shared.polled.latest.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        let mut latest = lock(&self.shared.latest);
+        self.shared.polled.latest.store(0, Ordering::Release);
+        latest.take_all()
     }
 
     /// Gives back an entry taken by `take_latest` that could not be delivered.
     pub fn give_back_latest(&self, entry: Pending) {
-        lock(&self.shared.latest).give_back(entry);
+        let mut latest = lock(&self.shared.latest);
+        latest.give_back(entry);
+        self.shared.polled.latest.store(latest.len(), Ordering::Release);
     }
 
     /// Events waiting: queued events plus `Latest` channels with a message.
     pub fn pending_events(&self) -> usize {
-        self.shared.inbox.len() + lock(&self.shared.latest).len()
+        self.shared.inbox.len() + self.shared.polled.latest.load(Ordering::Acquire)
     }
 
     /// Appends to `out` the newest `max_rows` table rows after the row numbered
@@ -378,12 +401,12 @@ impl Client {
 
     /// Sequence number of the newest table row (0 = none yet).
     pub fn newest_row(&self) -> u64 {
-        lock(&self.shared.rows).newest_seq()
+        self.shared.polled.newest_row.load(Ordering::Acquire)
     }
 
     /// Changes whenever a numeric last value changes.
     pub fn values_version(&self) -> u64 {
-        lock(&self.shared.store).values_version()
+        self.shared.polled.values_version.load(Ordering::Acquire)
     }
 
     pub fn snapshot(&self, known_names_generation: Option<u64>) -> Snapshot {

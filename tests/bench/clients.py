@@ -52,9 +52,8 @@ class ThisProject:
         root = self.td.root
         root.create("textDAT", "DataNet").text = read("DataNet.py")
         root.create("tableDAT", "messages")
-        callbacks = root.create("textDAT", "values_callbacks")
-        callbacks.text = read("td/script_chop_callbacks.py")
-        root.create("scriptCHOP", "values").par.callbacks = callbacks
+        # The Script CHOP's callbacks DAT is created with it, docked (as in TD).
+        root.create("scriptCHOP", "values").par.callbacks.eval().text = read("td/script_chop_callbacks.py")
         if self.callbacks:
             root.create("textDAT", "callbacks").text = (
                 "import clients\n"
@@ -65,7 +64,11 @@ class ThisProject:
             execute = execute.replace("    dn.update_table(op(TABLE), max_rows=MAX_ROWS)\n", "").replace(
                 "    if dn.values_changed():\n        op(CHOP).cook(force=True)\n", "")
             assert "update_table" not in execute.split("def onFrameStart")[1].split("def onExit")[0]
-        root.create("executeDAT", "execute").text = execute
+        execute_dat = root.create("executeDAT", "execute")
+        execute_dat.text = execute
+        # README: "with Start, Create, Frame Start and Exit on" (TD runs a callback
+        # only while its toggle is on).
+        execute_dat.par.start = execute_dat.par.create = execute_dat.par.framestart = execute_dat.par.exit = True
         self.td.start()
         self.dn = self.td.op("/DataNet").module
 
@@ -95,12 +98,12 @@ class PythonClient:
         ACTIVE = self
         root = self.td.root
         self.table = root.create("tableDAT", "messages")
-        chop_callbacks = root.create("textDAT", "values_callbacks")
-        chop_callbacks.text = "import clients\ndef onCook(scriptOp):\n    clients.ACTIVE.cook_chop(scriptOp)\n"
         self.chop = root.create("scriptCHOP", "values")
-        self.chop.par.callbacks = chop_callbacks
-        root.create("executeDAT", "execute").text = (
-            "import clients\ndef onFrameStart(frame):\n    clients.ACTIVE.frame_work()\n")
+        self.chop.par.callbacks.eval().text = (
+            "import clients\ndef onCook(scriptOp):\n    clients.ACTIVE.cook_chop(scriptOp)\n")
+        execute = root.create("executeDAT", "execute")
+        execute.text = "import clients\ndef onFrameStart(frame):\n    clients.ACTIVE.frame_work()\n"
+        execute.par.framestart = True
         self.td.start()
 
     def frame_work(self):
@@ -125,7 +128,7 @@ class PythonClient:
         table.appendRows(rows[-100:])
         excess = table.numRows - 101
         if excess > 0:
-            table.deleteRows(list(range(1, 1 + excess)))
+            table.deleteRows(list(range(excess, 0, -1)))
         self.chop.cook(force=True)
 
     def cook_chop(self, scriptOp):

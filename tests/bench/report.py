@@ -100,6 +100,16 @@ def standins_section(results):
             DESIGN_LABELS[r["design"]], MODE_LABELS[r["mode"]], fmt(r["rate"]), fmt(r["median_us"]),
             r["per_message_us"], fmt(r["p99_us"]), r["cpu_us_per_message"], r["received"], r["published"],
             "" if r["ok"] else " (fell behind)"))
+    wake = results.get("wake_cost")
+    if wake:
+        lines += ["", "Every frame here starts after the thread slept (as TD's main thread waits for the next "
+                  "frame), and on this machine the first work of a frame costs several times what it costs back "
+                  "to back (caches and the virtual CPU wake up): a fixed cost in every design's frame, larger for "
+                  "a design whose frame touches more code (a library call, the pickle reader) than for one that "
+                  "only drains a queue.", "", "| work | back to back, µs | as a frame's first work, µs |",
+                  "|---|---|---|"]
+        for label, r in wake.items():
+            lines.append("| %s | %.1f | %.1f |" % (label, r["warm_us"], r["after_sleep_us"]))
     lines += ["", "### Targets (issue 11; medians of this one run)", ""] + standin_targets(runs)
     return lines
 

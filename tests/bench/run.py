@@ -253,6 +253,10 @@ def main():
                                     fmt(r["p99_us"]), r["cpu_us_per_message"], r["received"], r["published"],
                                     "" if r["ok"] else " (behind)"), flush=True)
     results["standins"] = alone
+    results["wake_cost"] = standins.wake_cost(library())
+    for label, r in results["wake_cost"].items():
+        print("  %s: %.1f us back to back, %.1f us as a frame's first work" % (label, r["warm_us"], r["after_sleep_us"]),
+              flush=True)
     if args.standins_only:
         import report
         print("\n".join(report.standins_section(results)))

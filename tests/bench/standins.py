@@ -332,3 +332,29 @@ def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publis
             "median_us": median, "p99_us": micros[min(len(micros) - 1, int(0.99 * len(micros)))],
             "per_message_us": median / per_frame, "cpu_us_per_message": 1e6 * cpu / max(1, received),
             "frames": len(micros), "pid": os.getpid()}
+
+
+def wake_cost(lib_path, frames=240):
+    """What the first work of a frame costs on this machine when the thread slept
+    through the rest of the frame (as TD's main thread waits for the next frame),
+    against the same work done back to back: a trivial library call through ctypes,
+    and a small piece of pure Python. Every design pays it on every frame."""
+    import ctypes
+    lib = ctypes.CDLL(lib_path)
+    lib.dn_abi_version.restype = ctypes.c_uint32
+    work = {"a trivial library call (dn_abi_version)": lib.dn_abi_version,
+            "1,000 additions in Python": lambda: sum(range(1000))}
+    result = {}
+    for label, fn in work.items():
+        warm, after_sleep = [], []
+        for _ in range(frames):
+            begin = time.perf_counter()
+            fn()
+            warm.append(time.perf_counter() - begin)
+        for _ in range(frames):
+            time.sleep(FRAME_S)
+            begin = time.perf_counter()
+            fn()
+            after_sleep.append(time.perf_counter() - begin)
+        result[label] = {"warm_us": statistics.median(warm) * 1e6, "after_sleep_us": statistics.median(after_sleep) * 1e6}
+    return result
