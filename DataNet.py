@@ -534,17 +534,14 @@ def _chop_layout(pairs, wanted, strip_prefix):
     return tuple(indices), tuple(names)
 
 
-try:  # TouchDesigner ships numpy; stdlib alone works too
-    import numpy as _numpy
-except ImportError:
-    _numpy = None
-
-
 def _gather(values, count, indices):
-    """The values at ``indices`` of a ctypes double array: one numpy call when
-    numpy is there, a list comprehension otherwise."""
-    if _numpy is not None and indices:
-        return _numpy.frombuffer(values, dtype=_numpy.float64, count=count).take(indices).tolist()
+    """The values at ``indices`` of a ctypes double array: one numpy call when the
+    host has numpy loaded (TouchDesigner does), a list comprehension otherwise.
+    This file never imports numpy itself: in a host without it loaded, the import
+    costs more than it saves (and starts its BLAS threads)."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and indices:
+        return numpy.frombuffer(values, dtype=numpy.float64, count=count).take(indices).tolist()
     return [values[i] for i in indices]
 
 
@@ -872,11 +869,20 @@ class DataNet:
             return 0
         data = ctypes.string_at(buf, info.len)
         newest = {}
-        for record in _records(data):
+        if info.records == 1 and data[4] == _EVENT_MESSAGES_PICKLE:
+            # The usual frame: one batch of JSON messages and nothing else.
             try:
-                self._dispatch(st, newest, *record)
-            except Exception as error:  # callbacks are guarded one by one: this is a record
-                self._undecodable(record, error)
+                messages = _messages(data[_HEADER.size:])
+            except Exception as error:
+                self._undecodable(next(_records(data)), error)
+            else:
+                self._dispatch_json(st, messages, newest)
+        else:
+            for record in _records(data):
+                try:
+                    self._dispatch(st, newest, *record)
+                except Exception as error:  # callbacks are guarded one by one: this is a record
+                    self._undecodable(record, error)
         if newest:
             self._run_latest(st, newest)
         return info.events

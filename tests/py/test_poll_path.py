@@ -275,3 +275,16 @@ def test_a_record_that_cannot_be_read_is_reported_and_the_poll_goes_on(gateway, 
     monkeypatch.setattr(DataNet, "_messages", real)
     rig.publish("project.demo.guard", 2)
     poll_until(td, lambda: got == [2], what="the next message")
+
+
+def test_filtered_chop_values_with_and_without_numpy(monkeypatch):
+    import ctypes
+    import sys
+    import DataNet
+    values = (ctypes.c_double * 5)(0.5, 1.5, 2.5, 3.5, 4.5)
+    numpy = pytest.importorskip("numpy")
+    monkeypatch.setitem(sys.modules, "numpy", numpy)
+    assert DataNet._gather(values, 5, (4, 0, 2)) == [4.5, 0.5, 2.5]
+    monkeypatch.delitem(sys.modules, "numpy")
+    assert DataNet._gather(values, 5, (4, 0, 2)) == [4.5, 0.5, 2.5]
+    assert "numpy" not in sys.modules, "DataNet.py never imports numpy itself"

@@ -10,10 +10,15 @@ from .ops import OP
 # Stricter than TD on purpose: code whose names pass here is valid in TD too.
 CHANNEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-try:  # numpy is optional, as in the project's shim
-    import numpy
-except ImportError:  # pragma: no cover - depends on the machine
-    numpy = None
+def _numpy():
+    """numpy, imported when a numpy call is first made (TD ships it; the fake does
+    not load it for networks that never use it: its thread pool would run in every
+    test and benchmark process)."""
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover - depends on the machine
+        raise TDError("numpy is not available") from None
+    return numpy
 
 
 class Channel(TDObject):
@@ -72,15 +77,13 @@ class Channel(TDObject):
         return int(self.eval())
 
     def numpyArray(self):
-        if numpy is None:
-            raise TDError("numpy is not available")
+        numpy = _numpy()
         return numpy.array(self._vals, dtype=numpy.float32)
 
     def copyNumpyArray(self, array):
         """The channel's samples from a 1-D float32 array of the CHOP's length."""
         self._owner._require_cook("Channel.copyNumpyArray()")
-        if numpy is None:
-            raise TDError("numpy is not available")
+        numpy = _numpy()
         if (not isinstance(array, numpy.ndarray) or array.ndim != 1 or array.dtype != numpy.float32
                 or array.shape[0] != len(self._vals)):
             raise TDError(f"{self._owner.path}:{self._name}: copyNumpyArray needs a float32 array of shape "
@@ -325,8 +328,7 @@ class ScriptCHOP(CHOP):
         fake takes the stricter reading that every channel is replaced, so names
         appended earlier are gone (selftest.py reports what TD does)."""
         self._require_cook("copyNumpyArray()")
-        if numpy is None:
-            raise TDError("numpy is not available")
+        numpy = _numpy()
         if not isinstance(array, numpy.ndarray) or array.ndim != 2 or array.dtype != numpy.float32:
             raise TDError("copyNumpyArray needs a 2-D float32 array shaped (channels, samples)")
         self._channels = []
