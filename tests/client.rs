@@ -28,17 +28,8 @@ fn connected(config: Config) -> Client {
     client
 }
 
-/// Takes events until one matches; panics after `WAIT`.
-fn wait_event(client: &Client, mut wanted: impl FnMut(&Event) -> bool) -> Event {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        match client.next_event() {
-            Some(event) if wanted(&event) => return event,
-            Some(_) => {}
-            None => std::thread::sleep(Duration::from_millis(2)),
-        }
-    }
-    panic!("no matching event within {WAIT:?}; status {}", client.status());
+fn wait_event(client: &Client, wanted: impl FnMut(&Event) -> bool) -> Event {
+    common::wait_event(client, "a matching event", WAIT, wanted)
 }
 
 fn wait_message(client: &Client, channel: &str) -> Message {
@@ -48,12 +39,8 @@ fn wait_message(client: &Client, channel: &str) -> Message {
     }
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    common::wait_until(what, WAIT, done)
 }
 
 fn subscribed(client: &Client, channel: &str) {

@@ -97,24 +97,12 @@ fn connected(config: Config) -> Client {
 }
 
 /// Takes events until one matches; panics after `WAIT`.
-fn wait_event(client: &Client, what: &str, mut wanted: impl FnMut(&Event) -> bool) -> Event {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        match client.next_event() {
-            Some(event) if wanted(&event) => return event,
-            Some(_) => {}
-            None => std::thread::sleep(Duration::from_millis(1)),
-        }
-    }
-    panic!("no {what} within {WAIT:?}; status {}", client.status());
+fn wait_event(client: &Client, what: &str, wanted: impl FnMut(&Event) -> bool) -> Event {
+    common::wait_event(client, what, WAIT, wanted)
 }
 
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+fn wait_until(what: &str, limit: Duration, done: impl FnMut() -> bool) {
+    common::wait_until(what, limit, done)
 }
 
 fn subscribed(client: &Client, channel: &str) {

@@ -16,7 +16,7 @@ mod common;
 use std::ffi::CString;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::connect_proxy::{basic, ConnectProxy};
 use common::tls::{server_cert_for, test_ca, TlsTerminator};
@@ -90,24 +90,12 @@ impl Venue {
     }
 }
 
-fn wait_event(client: &Client, what: &str, mut wanted: impl FnMut(&Event) -> bool) -> Event {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        match client.next_event() {
-            Some(event) if wanted(&event) => return event,
-            Some(_) => {}
-            None => std::thread::sleep(Duration::from_millis(2)),
-        }
-    }
-    panic!("no {what} within {WAIT:?}; status {}", client.status());
+fn wait_event(client: &Client, what: &str, wanted: impl FnMut(&Event) -> bool) -> Event {
+    common::wait_event(client, what, WAIT, wanted)
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    common::wait_until(what, WAIT, done)
 }
 
 /// Subscribes, publishes and waits for the message to come back (echo).

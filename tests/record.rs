@@ -10,17 +10,13 @@ use common::show::{fields, temp_dir, RawClient, ShowGateway};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const KEY: &str = "ak_record_tests";
 const WAIT: Duration = Duration::from_secs(20);
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    common::wait_until(what, WAIT, done)
 }
 
 fn publish(client: &mut RawClient, channel: &str, rest: &str) {

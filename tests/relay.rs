@@ -47,12 +47,8 @@ fn upstream(relay: &ShowGateway) -> Value {
     relay.stats()["upstream"].clone()
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    common::wait_until(what, WAIT, done)
 }
 
 fn client(api_url: &str, ws_url: &str) -> Client {

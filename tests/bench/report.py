@@ -110,6 +110,13 @@ def standins_section(results):
                   "|---|---|---|"]
         for label, r in wake.items():
             lines.append("| %s | %.1f | %.1f |" % (label, r["warm_us"], r["after_sleep_us"]))
+    native = results.get("native_poll")
+    if native:
+        lines += ["", "The library's own cost per event inside one `dn_poll` (1,000 events of 8 numeric fields "
+                  "queued, then drained by one call; median of 3):", "", "| record layout | µs per event |",
+                  "|---|---|"]
+        for layout, us in native.items():
+            lines.append("| %s | %.2f |" % (layout, us))
     lines += ["", "### Targets (issue 11; medians of this one run)", ""] + standin_targets(runs)
     return lines
 

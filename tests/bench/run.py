@@ -254,6 +254,11 @@ def main():
                                     "" if r["ok"] else " (behind)"), flush=True)
     results["standins"] = alone
     results["wake_cost"] = standins.wake_cost(library())
+    reset_runtime()
+    with Gateway() as gw:
+        results["native_poll"] = standins.native_poll_cost(gw.url, library())
+    for layout, us in results["native_poll"].items():
+        print("  dn_poll, %s: %.2f us per event" % (layout, us), flush=True)
     for label, r in results["wake_cost"].items():
         print("  %s: %.1f us back to back, %.1f us as a frame's first work" % (label, r["warm_us"], r["after_sleep_us"]),
               flush=True)

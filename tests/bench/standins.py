@@ -320,6 +320,7 @@ def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publis
     while client.counts()[0] < published and time.monotonic() < drain_deadline:
         client.frame()
         time.sleep(FRAME_S)
+    client.frame()  # the frame after the last message: its rows are shown or counted
     cpu = time.process_time() - cpu_start
     received, dropped, _, accounted = client.counts()
     client.stop()
@@ -357,4 +358,44 @@ def wake_cost(lib_path, frames=240):
             fn()
             after_sleep.append(time.perf_counter() - begin)
         result[label] = {"warm_us": statistics.median(warm) * 1e6, "after_sleep_us": statistics.median(after_sleep) * 1e6}
+    return result
+
+
+def native_poll_cost(gateway_url, lib_path, events=1000, rounds=3):
+    """The library's own cost per event inside one dn_poll (no Python work): events
+    queued first, then one call drains them all, for each record layout."""
+    import ctypes
+    import DataNet
+    ws_url = "ws://" + gateway_url[len("http://"):]
+    receiver, sender = DataNet.DataNet("native-rx"), DataNet.DataNet("native-tx")
+    receiver.connect(clients.KEY, api_url=gateway_url, ws_url=ws_url, lib_path=lib_path,
+                     inbound_queue_capacity=10 * events)
+    sender.connect(clients.KEY, api_url=gateway_url, ws_url=ws_url, lib_path=lib_path,
+                   outbound_max_messages=10 * events)
+    channels = ["project.bench.native%d" % n for n in range(10)]
+    for channel in channels:
+        receiver.subscribe(channel, trivial_callback)
+    deadline = time.monotonic() + 10
+    while not (receiver.is_connected() and sender.is_connected()
+               and len(receiver.status()["occupancy"]) == len(channels)):
+        assert time.monotonic() < deadline, "native poll clients never got ready"
+        receiver.poll()
+        time.sleep(0.01)
+    state = receiver._state
+    buffer, info = ctypes.create_string_buffer(1 << 24), DataNet._PollInfo()
+    result = {}
+    for flags, layout in ((0, "one record per message"), (1, "grouped JSON"), (2, "grouped pickle")):
+        costs = []
+        for _ in range(rounds):
+            for n in range(events):
+                sender.publish(channels[n % len(channels)], {"f%d" % k: (n * (k + 1)) % 1000 / 10.0 for k in range(8)})
+            while receiver.status()["events_pending"] < events:
+                time.sleep(0.005)
+            begin = time.perf_counter()
+            rc = state["lib"].dn_poll(state["handle"], buffer, len(buffer), 0, flags, ctypes.byref(info))
+            costs.append((time.perf_counter() - begin) / max(1, info.events))
+            assert rc == 0 and info.events == events, (rc, info.events)
+        result[layout] = statistics.median(costs) * 1e6
+    receiver.disconnect()
+    sender.disconnect()
     return result

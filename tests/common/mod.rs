@@ -18,6 +18,34 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Longest wait for the first stdout line of a starting gateway.
+/// Waits until `done()` holds; fails the test after `limit`, naming `what`.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Takes the client's events until one matches (the others are dropped); fails the
+/// test after `limit`, naming `what`.
+pub fn wait_event(
+    client: &datanet::client::Client,
+    what: &str,
+    limit: Duration,
+    mut wanted: impl FnMut(&datanet::client::Event) -> bool,
+) -> datanet::client::Event {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        match client.next_event() {
+            Some(event) if wanted(&event) => return event,
+            Some(_) => {}
+            None => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    panic!("no {what} within {limit:?}; status {}", client.status());
+}
+
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `restart` keeps retrying while the old port is not yet free.
 const REBIND_WINDOW: Duration = Duration::from_secs(2);
