@@ -123,15 +123,23 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
         let name = if nodelay { "mosquitto (set_tcp_nodelay)" } else { "mosquitto" };
-        Some(Server { child, port, name, mqtt: true })
+        // Made before the wait, so a broker that never listens is still stopped.
+        let server = Server { child, port, name, mqtt: true };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut listening = false;
+        while !listening && Instant::now() < deadline {
+            listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if !listening {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Read at start-up: no longer needed.
+        let _ = std::fs::remove_file(&config);
+        if !listening {
+            println!("SKIP {name}: it did not listen on port {port} within 5 s");
+        }
+        listening.then_some(server)
     }
 
     fn pid(&self) -> u32 {
