@@ -47,8 +47,12 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// How long a closing connection waits for the client's close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// A connection over its rate budget stops being read at least this long.
-const RATE_PAUSE: Duration = Duration::from_millis(100);
+/// A connection over its rate budget stops being read at least this long. Short,
+/// so a flooder's refill is read in small, evenly spaced bursts (100 frames at
+/// the default budget, two batches) rather than 100 ms worth at once, which put
+/// several flooders' batches ahead of a well-behaved frame; long enough that a
+/// flooder is told `rate_limited` at most 50 times a second.
+const RATE_PAUSE: Duration = Duration::from_millis(20);
 /// Slow-consumer notices to one connection, at most one per interval.
 const NOTICE_INTERVAL: Duration = Duration::from_secs(1);
 
