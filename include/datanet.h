@@ -502,6 +502,34 @@ int32_t dn_status(uint64_t handle, char *buf, size_t cap, size_t *out_len);
 int32_t dn_request_presence(uint64_t handle, const char *channel);
 
 /*
+ Streams JSON on a channel: the newest value is sent at most `max_hz` times a
+ second (0 = no cap); values replaced before sending count as `coalesced`.
+
+ # Safety
+ `channel`, `json` NUL-terminated.
+ */
+int32_t dn_stream_json(uint64_t handle, const char *channel, const char *json, double max_hz);
+
+/*
+ Streams a DMX frame built from `values` (rules of `dn_build_dmx_frame`) as
+ `binary/dmx`, at most `max_hz` per second, newest value only.
+
+ # Safety
+ `channel` NUL-terminated; `values` valid for `count` doubles; `meta_json` NULL
+ or NUL-terminated.
+ */
+int32_t dn_stream_dmx(uint64_t handle, const char *channel, const double *values, size_t count, int64_t length, const char *meta_json, double max_hz);
+
+/*
+ Streams ArtDMX packets of `values` as `binary/artnet`, at most `max_hz` per
+ second, newest value only; the Sequence field advances per packet sent (1..255).
+
+ # Safety
+ As `dn_stream_dmx`.
+ */
+int32_t dn_stream_artnet(uint64_t handle, const char *channel, const double *values, size_t count, int64_t universe, int64_t subnet, int64_t net, int64_t physical, const char *meta_json, double max_hz);
+
+/*
  Builds a DMX frame (docs/PROTOCOL.md §9): `length` clamped to 1..512; each value
  truncated toward zero and clamped to 0..255, NaN as 0; missing values 0.
 
@@ -551,34 +579,6 @@ int32_t dn_base64_encode(const uint8_t *data, size_t len, char *out, size_t cap,
  `out_len` valid.
  */
 int32_t dn_base64_decode(const char *text, uint8_t *out, size_t cap, size_t *out_len);
-
-/*
- Streams JSON on a channel: the newest value is sent at most `max_hz` times a
- second (0 = no cap); values replaced before sending count as `coalesced`.
-
- # Safety
- `channel`, `json` NUL-terminated.
- */
-int32_t dn_stream_json(uint64_t handle, const char *channel, const char *json, double max_hz);
-
-/*
- Streams a DMX frame built from `values` (rules of `dn_build_dmx_frame`) as
- `binary/dmx`, at most `max_hz` per second, newest value only.
-
- # Safety
- `channel` NUL-terminated; `values` valid for `count` doubles; `meta_json` NULL
- or NUL-terminated.
- */
-int32_t dn_stream_dmx(uint64_t handle, const char *channel, const double *values, size_t count, int64_t length, const char *meta_json, double max_hz);
-
-/*
- Streams ArtDMX packets of `values` as `binary/artnet`, at most `max_hz` per
- second, newest value only; the Sequence field advances per packet sent (1..255).
-
- # Safety
- As `dn_stream_dmx`.
- */
-int32_t dn_stream_artnet(uint64_t handle, const char *channel, const double *values, size_t count, int64_t universe, int64_t subnet, int64_t net, int64_t physical, const char *meta_json, double max_hz);
 
 #ifdef __cplusplus
 }  // extern "C"

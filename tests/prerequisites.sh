@@ -76,7 +76,7 @@ if (( ${#missing[@]} )); then
 fi
 
 if ! valgrind --version > /dev/null 2>&1; then
-    echo "WARNING: valgrind is not installed: the ABI-misuse test (tests/faults.rs, abi_misuse_under_valgrind)"
+    echo "WARNING: valgrind is not installed: the ABI-misuse test (tests/faults/abi.rs, abi_misuse_under_valgrind)"
     echo "WARNING: will run its C programs natively only, NOT under valgrind. Debian/Ubuntu: apt-get install valgrind"
 fi
 echo "prerequisites: Rust $rust_found, $cc_command, Python $python_version ($python_found)"

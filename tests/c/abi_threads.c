@@ -3,7 +3,7 @@
  * polls and frees its own clients while all of them share one handle (subscribe,
  * publish, poll, status, disconnect/connect on it concurrently), race to free a
  * contested handle, and keep using a handle another thread has freed. Every call
- * must return a documented code; run by tests/faults.rs natively and under
+ * must return a documented code; run by tests/faults/abi.rs natively and under
  * valgrind, which must report no errors.
  * Usage: abi_threads http://127.0.0.1:PORT ws://127.0.0.1:PORT
  */
