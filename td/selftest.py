@@ -415,11 +415,17 @@ def check_channels_between_cooks(test):
     seen = []
 
     def plan(scriptOp):
+        # What DataNet.py's update_chop does: reuse the channels only when the CHOP
+        # holds exactly what it wrote (count, and the last one's name by index),
+        # writing each through chans(); otherwise rebuild.
         seen.append(scriptOp.numChans)
-        if scriptOp.numChans == 0:
+        if scriptOp.numChans == 1 and scriptOp[0].name == "a":
+            for channel in scriptOp.chans():
+                channel[0] = channel[0] + 1
+        else:
+            scriptOp.clear()
             scriptOp.numSamples = 1
-            scriptOp.appendChan("a")
-        scriptOp["a"][0] = scriptOp["a"][0] + 1
+            scriptOp.appendChan("a")[0] = 1
 
     chop = test.script_chop("kept", plan)
     chop.cook(force=True)

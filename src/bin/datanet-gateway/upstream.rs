@@ -151,6 +151,7 @@ struct RelayCounters {
 }
 
 /// Upstream's part of a channel's presence, without the relay itself.
+#[derive(Default)]
 struct UpstreamPresence {
     others: usize,
     members: Vec<String>,
@@ -391,12 +392,7 @@ impl Relay {
         let others =
             usize::try_from(presence.occupancy).unwrap_or(usize::MAX).saturating_sub(usize::from(counted_self));
         let mut cache = lock(&self.presence);
-        let entry = cache.entry(channel.to_string()).or_insert(UpstreamPresence {
-            others: 0,
-            members: Vec::new(),
-            updated: None,
-            requested: None,
-        });
+        let entry = cache.entry(channel.to_string()).or_default();
         entry.others = others;
         if with_members {
             entry.members = members;
@@ -409,12 +405,7 @@ impl Relay {
     /// heard; asks upstream again when that is older than `PRESENCE_FRESH`.
     pub fn presence(&self, channel: &str) -> Option<(usize, Vec<String>)> {
         let mut cache = lock(&self.presence);
-        let entry = cache.entry(channel.to_string()).or_insert(UpstreamPresence {
-            others: 0,
-            members: Vec::new(),
-            updated: None,
-            requested: None,
-        });
+        let entry = cache.entry(channel.to_string()).or_default();
         let stale = entry.updated.is_none_or(|updated| updated.elapsed() > PRESENCE_FRESH);
         let asked_recently = entry.requested.is_some_and(|asked| asked.elapsed() < PRESENCE_FRESH * 5);
         if stale && !asked_recently && self.client.state() == State::Connected {
