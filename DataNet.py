@@ -555,6 +555,18 @@ def _chop_values(chop):
 # The client
 
 
+class _PollBuffer:
+    """dn_poll's buffer, with what each call would otherwise make again: a view to
+    read records from without copying, and the info struct's reference."""
+
+    def __init__(self, size):
+        self.buffer = ctypes.create_string_buffer(size)
+        self.size = size
+        self.view = memoryview(self.buffer).cast("B")
+        self.info = _PollInfo()
+        self.info_ref = ctypes.byref(self.info)
+
+
 def _new_state():
     return {
         "lib": None,
@@ -574,8 +586,7 @@ def _new_state():
                  "version": None},
         "callback_errors": 0,
         "decode_errors": 0,
-        "poll_buffer": ctypes.create_string_buffer(1 << 20),
-        "poll_info": _PollInfo(),
+        "poll": _PollBuffer(1 << 20),
         "rows_buffer": ctypes.create_string_buffer(1 << 16),
         "rows_info": _RowsInfo(),
         "values": (ctypes.c_double * 0)(),
@@ -855,30 +866,32 @@ class DataNet:
         st = self._state
         if st["handle"] is None:
             return 0
-        lib, buf, info = st["lib"], st["poll_buffer"], st["poll_info"]
+        lib, poll = st["lib"], st["poll"]
         limit = 0 if max_events is None else max(1, int(max_events))
         flags = _POLL_GROUP_PICKLE if st["group_json"] else 0
-        rc = lib.dn_poll(st["handle"], buf, len(buf), limit, flags, ctypes.byref(info))
+        rc = lib.dn_poll(st["handle"], poll.buffer, poll.size, limit, flags, poll.info_ref)
         if rc == _ERR_BUFFER_TOO_SMALL:
-            buf = st["poll_buffer"] = ctypes.create_string_buffer(max(info.len, 2 * len(buf)))
-            rc = lib.dn_poll(st["handle"], buf, len(buf), limit, flags, ctypes.byref(info))
-        _check(lib, rc)
+            poll = st["poll"] = _PollBuffer(max(poll.info.len, 2 * poll.size))
+            rc = lib.dn_poll(st["handle"], poll.buffer, poll.size, limit, flags, poll.info_ref)
+        if rc:
+            _check(lib, rc)
+        info = poll.info
         st["values_version"] = info.values_version
         st["row_seq"] = info.row_seq
         if not info.records:
             return 0
-        data = ctypes.string_at(buf, info.len)
+        view = poll.view
         newest = {}
-        if info.records == 1 and data[4] == _EVENT_MESSAGES_PICKLE:
+        if info.records == 1 and view[4] == _EVENT_MESSAGES_PICKLE:
             # The usual frame: one batch of JSON messages and nothing else.
             try:
-                messages = _messages(data[_HEADER.size:])
+                messages = _messages(view[_HEADER.size:info.len])
             except Exception as error:
-                self._undecodable(next(_records(data)), error)
+                self._undecodable(next(_records(view[:info.len].tobytes())), error)
             else:
                 self._dispatch_json(st, messages, newest)
         else:
-            for record in _records(data):
+            for record in _records(view[:info.len].tobytes()):
                 try:
                     self._dispatch(st, newest, *record)
                 except Exception as error:  # callbacks are guarded one by one: this is a record

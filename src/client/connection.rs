@@ -34,6 +34,7 @@ use crate::protocol::error::{
 };
 use crate::protocol::jwt::{decode_claims, Claims};
 use crate::protocol::lighting;
+use crate::protocol::pickle;
 use crate::protocol::rest::{join_url, parse_presence_response, parse_token_response, presence_path, TokenRequest};
 use crate::protocol::subscriptions::Delivery;
 
@@ -41,6 +42,8 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Frames written per wake before reads get a turn.
 const WRITE_BATCH: usize = 256;
+/// Bytes asked of the socket per read (see `open`).
+const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// Part of the disconnect budget given to the close handshake.
 const CLOSE_BUDGET: Duration = Duration::from_millis(200);
 
@@ -213,7 +216,11 @@ async fn open(shared: &Shared, token: &str, tunnel: Option<TcpStream>) -> Result
     let protocols = HeaderValue::from_str(&format!("bearer, {token}"))
         .map_err(|_| failed("the token cannot be sent in a header".into()))?;
     request.headers_mut().insert("Sec-WebSocket-Protocol", protocols);
+    // tungstenite zero-fills its whole read buffer (128 KiB by default) before
+    // every socket read: at a message per read that memset was the socket
+    // thread's largest cost. 16 KiB still takes many small messages per read.
     let ws_config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(config.max_message_bytes))
         .max_frame_size(Some(config.max_message_bytes));
     let connector = Some(Connector::Rustls(shared.tls.clone()));
@@ -496,7 +503,12 @@ fn deliver(shared: &Shared, message: InboundMessage) {
             Body::Binary { data, content_type, meta, raw }
         }
     };
-    let message = Arc::new(Message { channel, from, ts, body });
+    let wanted = delivery != Some(Delivery::StoreOnly) && shared.polled.pickles_wanted.load(Ordering::Relaxed);
+    let pickled = match &body {
+        Body::Json(text) if wanted => pickled(&channel, &from, ts, text),
+        _ => None,
+    };
+    let message = Arc::new(Message { channel, from, ts, body, pickled });
     if delivery.is_some() {
         let numbers = match (&message.body, &binary_numbers) {
             (Body::Json(text), _) => Some(Numbers::Json(text)),
@@ -523,6 +535,17 @@ fn deliver(shared: &Shared, message: InboundMessage) {
         }
         Delivery::StoreOnly => {}
     }
+}
+
+/// One message as the pickle the host's poll will copy; `None` if the text is not
+/// JSON after all (the poll then hands it over as text).
+fn pickled(channel: &str, from: &str, ts: i64, text: &str) -> Option<Box<[u8]>> {
+    thread_local! {
+        static MEMO: std::cell::RefCell<pickle::Memo> = std::cell::RefCell::default();
+    }
+    let mut out = Vec::with_capacity(text.len() + channel.len() + from.len() + 32);
+    let written = MEMO.with(|memo| pickle::write_message(&mut out, &mut memo.borrow_mut(), channel, from, ts, text));
+    written.ok().map(|()| out.into_boxed_slice())
 }
 
 /// Runs `work` while still answering stop and presence requests; `None` = stopped.

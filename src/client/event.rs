@@ -19,6 +19,16 @@ pub struct Message {
     pub from: String,
     pub ts: i64,
     pub body: Body,
+    /// A JSON message already written as a pickle (`protocol::pickle::write_message`)
+    /// on the socket thread, once the host polls for pickles: the poll then only
+    /// copies it.
+    pub pickled: Option<Box<[u8]>>,
+}
+
+impl Message {
+    pub fn json(channel: &str, from: &str, ts: i64, text: &str) -> Message {
+        Message { channel: channel.into(), from: from.into(), ts, body: Body::Json(text.into()), pickled: None }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -201,7 +211,7 @@ mod tests {
     }
 
     fn message(channel: &str, n: i64) -> Arc<Message> {
-        Arc::new(Message { channel: channel.into(), from: String::new(), ts: n, body: Body::Json(n.to_string()) })
+        Arc::new(Message::json(channel, "", n, &n.to_string()))
     }
 
     #[test]

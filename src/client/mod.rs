@@ -17,7 +17,7 @@ pub use rows::RowsRead;
 pub use status::State;
 pub use store::Snapshot;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -112,6 +112,9 @@ pub(crate) struct Polled {
     pub latest: AtomicUsize,
     pub newest_row: AtomicU64,
     pub values_version: AtomicU64,
+    /// The host polls for pickles: the socket thread writes each JSON message it
+    /// will hand over as one (`Message::pickled`).
+    pub pickles_wanted: AtomicBool,
 }
 
 struct Worker {
@@ -354,6 +357,14 @@ impl Client {
     }
 
     /// Takes the next event, if any.
+    /// From now on JSON messages arrive already written as pickles (a host in
+    /// Python asks for them at each poll; the flag stays once set).
+    pub fn want_pickles(&self) {
+        if !self.shared.polled.pickles_wanted.load(Ordering::Relaxed) {
+            self.shared.polled.pickles_wanted.store(true, Ordering::Relaxed);
+        }
+    }
+
     pub fn next_event(&self) -> Option<Event> {
         self.shared.inbox.pop()
     }

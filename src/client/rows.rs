@@ -118,7 +118,7 @@ mod tests {
     use super::*;
 
     fn json(channel: &str, text: &str, ts: i64) -> Message {
-        Message { channel: channel.into(), from: "c-1".into(), ts, body: Body::Json(text.into()) }
+        Message::json(channel, "c-1", ts, text)
     }
 
     fn read(ring: &RowRing, after: u64, max: usize) -> (Vec<Vec<String>>, RowsRead) {
@@ -137,7 +137,7 @@ mod tests {
         let mut ring = RowRing::new(10);
         ring.push(&json("a", r#"{"x": 1}"#, 5));
         let binary = Body::Binary { data: vec![0; 3], content_type: "binary/dmx".into(), meta: None, raw: false };
-        ring.push(&Message { channel: "b".into(), from: "c-2".into(), ts: 6, body: binary });
+        ring.push(&Message { channel: "b".into(), from: "c-2".into(), ts: 6, body: binary, pickled: None });
         let (rows, got) = read(&ring, 0, 100);
         assert_eq!(rows, vec![vec!["a", r#"{"x": 1}"#, "c-1", "5"], vec!["b", "<binary/dmx, 3 bytes>", "c-2", "6"]]);
         assert_eq!(got, RowsRead { rows: 2, newest_seq: 2, skipped: 0 });
@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn separators_never_leak_and_long_payloads_are_cut() {
         let mut ring = RowRing::new(3);
-        ring.push(&Message { channel: "a\u{1e}b".into(), from: "x\u{1f}".into(), ts: 1, body: Body::Json("1".into()) });
+        ring.push(&Message::json("a\u{1e}b", "x\u{1f}", 1, "1"));
         let long = format!("\"{}\"", "é".repeat(MAX_CELL_CHARS + 10));
         ring.push(&json("c", &long, 2));
         let (rows, _) = read(&ring, 0, 10);

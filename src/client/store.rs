@@ -196,7 +196,7 @@ mod tests {
     use serde_json::{json, Value};
 
     fn msg(channel: &str, value: &Value) -> Arc<Message> {
-        Arc::new(Message { channel: channel.into(), from: "x".into(), ts: 1, body: Body::Json(value.to_string()) })
+        Arc::new(Message::json(channel, "x", 1, &value.to_string()))
     }
 
     fn put(store: &mut LastValues, channel: &str, value: Value) {
@@ -208,8 +208,7 @@ mod tests {
     fn names_follow_the_publishers_field_order_across_messages() {
         let mut s = LastValues::new(100);
         for text in [r#"{"r":1,"g":2,"b":3}"#, r#"{"w":4,"g":5,"a":6}"#] {
-            let message =
-                Arc::new(Message { channel: "c".into(), from: "x".into(), ts: 1, body: Body::Json(text.into()) });
+            let message = Arc::new(Message::json("c", "x", 1, text));
             s.record(message, Some(Numbers::Json(text)));
         }
         let keys: Vec<String> = s.snapshot(None).names.into_iter().map(|(_, k)| k).collect();

@@ -22,11 +22,11 @@
 //! `[[channel, from, ts, data, replaced], ...]`, with each `data` spliced in as
 //! the gateway's own text: a host turns a whole frame of messages into objects
 //! with one JSON parse. `DN_POLL_GROUP_PICKLE` makes the same list as a Python
-//! pickle (`DN_EVENT_MESSAGES_PICKLE`, see `pickle.rs`) for Python hosts.
+//! pickle (`DN_EVENT_MESSAGES_PICKLE`, see `protocol/pickle.rs`) for Python hosts:
+//! each message's part is copied as the socket thread wrote it when it arrived.
 
 use std::io::Write;
 
-use super::pickle::{PickleBatch, FINISH_LEN};
 use super::{
     DN_EVENT_CONNECTED as EVENT_CONNECTED, DN_EVENT_DISCONNECTED as EVENT_DISCONNECTED, DN_EVENT_ERROR as EVENT_ERROR,
     DN_EVENT_MESSAGES_JSON as EVENT_MESSAGES_JSON, DN_EVENT_MESSAGES_PICKLE as EVENT_MESSAGES_PICKLE,
@@ -35,6 +35,7 @@ use super::{
     DN_FLAG_RAW as FLAG_RAW,
 };
 use crate::client::{Body, Event, Message};
+use crate::protocol::pickle;
 
 pub(super) const HEADER_LEN: usize = super::DN_RECORD_HEADER_LEN as usize;
 const PAYLOAD_LEN_AT: usize = 36;
@@ -151,10 +152,10 @@ pub enum Grouping {
 /// The group record being built, if any.
 enum OpenGroup {
     None,
-    /// The JSON array, written in place from this offset.
+    /// The JSON array, written in place from this offset (its record's header).
     Json(usize),
-    /// The pickle, built aside and framed when it closes.
-    Pickle(PickleBatch),
+    /// The pickle, written in place from this offset (its record's header).
+    Pickle(usize),
 }
 
 /// Builds one poll batch within a capacity. Each `push_*` either appends the whole
@@ -165,13 +166,15 @@ pub struct BatchWriter<'a> {
     cap: usize,
     grouping: Grouping,
     group: OpenGroup,
+    /// For a message the socket thread did not write as a pickle.
+    memo: pickle::Memo,
     pub records: u32,
 }
 
 impl<'a> BatchWriter<'a> {
     pub fn new(out: &'a mut Vec<u8>, cap: usize, grouping: Grouping) -> Self {
         out.clear();
-        BatchWriter { out, cap, grouping, group: OpenGroup::None, records: 0 }
+        BatchWriter { out, cap, grouping, group: OpenGroup::None, memo: pickle::Memo::default(), records: 0 }
     }
 
     pub fn push_event(&mut self, event: &Event) -> Result<(), usize> {
@@ -245,29 +248,36 @@ impl<'a> BatchWriter<'a> {
         if matches!(self.group, OpenGroup::Json(_)) {
             self.close_group();
         }
+        let start = self.out.len();
         let opened = !matches!(self.group, OpenGroup::Pickle(_));
         if opened {
-            self.group = OpenGroup::Pickle(PickleBatch::begin());
+            write_header(self.out, 0, EVENT_MESSAGES_PICKLE, 0, 0, 0, [0; 5]);
+            pickle::open_batch(self.out);
         }
-        let OpenGroup::Pickle(batch) = &mut self.group else { unreachable!("opened above") };
-        let mark = batch.mark();
-        let pushed = batch.push(&message.channel, &message.from, message.ts, text, replaced);
-        let fits = self.out.len() + HEADER_LEN + batch.len() + FINISH_LEN <= self.cap;
-        if pushed.is_ok() && fits {
-            if opened {
-                self.records += 1;
+        let entry_start = self.out.len();
+        let written = match &message.pickled {
+            Some(bytes) => {
+                self.out.extend_from_slice(bytes);
+                Ok(())
             }
-            return Ok(());
+            None => pickle::write_message(self.out, &mut self.memo, &message.channel, &message.from, message.ts, text),
+        };
+        if written.is_err() {
+            self.out.truncate(start);
+            return Err(None);
         }
-        batch.rollback(mark);
+        pickle::end_message(self.out, replaced);
+        // The batch's closing bytes must fit too.
+        if self.out.len() + pickle::CLOSE_LEN > self.cap {
+            let needed = HEADER_LEN + pickle::OPEN_LEN + (self.out.len() - entry_start) + pickle::CLOSE_LEN;
+            self.out.truncate(start);
+            return Err(Some(needed));
+        }
         if opened {
-            self.group = OpenGroup::None;
+            self.group = OpenGroup::Pickle(start);
+            self.records += 1;
         }
-        pushed.map_err(|_| None)?;
-        // What this message alone would need, in a record of its own.
-        let mut alone = PickleBatch::begin();
-        let _ = alone.push(&message.channel, &message.from, message.ts, text, replaced);
-        Err(Some(HEADER_LEN + alone.len() + FINISH_LEN))
+        Ok(())
     }
 
     fn close_group(&mut self) {
@@ -277,10 +287,8 @@ impl<'a> BatchWriter<'a> {
                 self.out.push(b']');
                 self.patch_lengths(start);
             }
-            OpenGroup::Pickle(batch) => {
-                let start = self.out.len();
-                write_header(self.out, 0, EVENT_MESSAGES_PICKLE, 0, 0, 0, [0; 5]);
-                self.out.extend_from_slice(&batch.finish());
+            OpenGroup::Pickle(start) => {
+                pickle::close_batch(self.out, start + HEADER_LEN);
                 self.patch_lengths(start);
             }
         }
@@ -317,7 +325,7 @@ mod tests {
     }
 
     fn json_message(channel: &str, text: &str, ts: i64) -> Message {
-        Message { channel: channel.into(), from: "c\"1".into(), ts, body: Body::Json(text.into()) }
+        Message::json(channel, "c\"1", ts, text)
     }
 
     #[test]
@@ -332,6 +340,7 @@ mod tests {
                 meta: Some("{}".into()),
                 raw: true,
             },
+            pickled: None,
         };
         let mut buf = Vec::new();
         let mut batch = BatchWriter::new(&mut buf, 1 << 20, Grouping::Json);
@@ -365,6 +374,33 @@ mod tests {
         let third = first_len + u32_at(&out, first_len);
         assert_eq!(&out[third + HEADER_LEN..], br#"[["c","c\"1",7,null,0]]"#);
         assert_eq!(third + u32_at(&out, third), out.len());
+    }
+
+    #[test]
+    fn a_message_written_on_arrival_and_one_written_at_poll_make_the_same_pickle() {
+        let text = r#"{"k":[1,{"k":2.5}],"s":"\u00e9"}"#;
+        let plain = json_message("a", text, 5);
+        let mut early = json_message("a", text, 5);
+        let mut part = Vec::new();
+        pickle::write_message(&mut part, &mut pickle::Memo::default(), "a", "c\"1", 5, text).unwrap();
+        early.pickled = Some(part.into_boxed_slice());
+        let pickled = |messages: &[&Message]| {
+            let mut buf = Vec::new();
+            let mut batch = BatchWriter::new(&mut buf, 1 << 20, Grouping::Pickle);
+            for (n, message) in messages.iter().enumerate() {
+                batch.push_message(message, n as u32).unwrap();
+            }
+            assert_eq!(batch.records, 1);
+            batch.finish().to_vec()
+        };
+        let out = pickled(&[&plain, &early]);
+        assert_eq!(out, pickled(&[&plain, &plain]));
+        assert_eq!(out, pickled(&[&early, &early]));
+        assert_eq!((u32_at(&out, 0), out[4]), (out.len(), EVENT_MESSAGES_PICKLE));
+        assert_eq!(u32_at(&out, PAYLOAD_LEN_AT), out.len() - HEADER_LEN);
+        let framed = u64::from_le_bytes(out[HEADER_LEN + 3..HEADER_LEN + 11].try_into().unwrap());
+        assert_eq!(framed as usize, out.len() - HEADER_LEN - 11, "one pickle frame holds the rest");
+        assert_eq!(&out[out.len() - 2..], b"e.");
     }
 
     #[test]

@@ -13,7 +13,6 @@
 mod batch;
 mod codecs;
 pub use codecs::*;
-mod pickle;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -515,6 +514,9 @@ pub unsafe extern "C" fn dn_poll(
             }
         };
         let client = client(handle)?;
+        if grouping == Grouping::Pickle {
+            client.want_pickles();
+        }
         let max = if max_events == 0 { client.config().max_events_per_poll } else { max_events as usize };
         BATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
