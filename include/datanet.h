@@ -165,7 +165,9 @@
  Python hosts: payload = a Python pickle (protocol 4, data only: list, dict, str,
  int, float, bool, None) of the list `[[channel, from, ts, data, replaced], ...]`,
  each `data` the value Python's `json.loads` makes of the gateway's text (big
- integers exact); the record's channel and from are empty, ts is 0.
+ integers exact); the record's channel and from are empty, ts is 0. One pickle
+ frame; every message in it was checked by the library to hold only data
+ opcodes (nothing that imports or calls), so `pickle.loads` may read it.
  */
 #define DN_EVENT_MESSAGES_PICKLE 9
 

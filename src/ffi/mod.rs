@@ -79,7 +79,9 @@ pub const DN_EVENT_MESSAGES_JSON: u8 = 8;
 /// Python hosts: payload = a Python pickle (protocol 4, data only: list, dict, str,
 /// int, float, bool, None) of the list `[[channel, from, ts, data, replaced], ...]`,
 /// each `data` the value Python's `json.loads` makes of the gateway's text (big
-/// integers exact); the record's channel and from are empty, ts is 0.
+/// integers exact); the record's channel and from are empty, ts is 0. One pickle
+/// frame; every message in it was checked by the library to hold only data
+/// opcodes (nothing that imports or calls), so `pickle.loads` may read it.
 pub const DN_EVENT_MESSAGES_PICKLE: u8 = 9;
 /// Record flag: a raw binary frame from an older gateway (no channel; deliver to
 /// every binary subscriber).

@@ -56,11 +56,9 @@ const MEMO_SLOTS: usize = 64;
 pub use crate::protocol::json_walk::NotJson;
 
 /// Bytes `open_batch` writes: PROTO 4, FRAME and its length, the outer list.
-pub const OPEN_LEN: usize = 13;
-/// Most bytes `end_message` writes.
-pub const END_MESSAGE_MAX: usize = 10;
+pub(crate) const OPEN_LEN: usize = 13;
 /// Bytes `close_batch` adds.
-pub const CLOSE_LEN: usize = 2;
+pub(crate) const CLOSE_LEN: usize = 2;
 
 /// Starts a batch at the end of `out`; returns where it starts, for `close_batch`.
 /// The batch is one pickle frame: an unpickler reading from a file takes a framed
@@ -104,7 +102,7 @@ pub fn write_message(
     write_int(out, ts);
     let mut opcodes = Opcodes { out, memo, bad_number: false };
     let walked = walk(json, &mut opcodes);
-    if walked.is_err() || opcodes.bad_number {
+    if walked.is_err() || opcodes.bad_number || !only_data_opcodes(&out[start..]) {
         out.truncate(start);
         return Err(NotJson);
     }
@@ -116,6 +114,38 @@ pub fn write_message(
 pub fn end_message(out: &mut Vec<u8>, replaced: u32) {
     write_int(out, i64::from(replaced));
     out.push(APPENDS);
+}
+
+/// Whether `bytes` holds only the opcodes this module writes, each whole: the
+/// check that lets a Python host read a batch with plain `pickle.loads`, which
+/// would import and call whatever a GLOBAL or REDUCE opcode names. It parses the
+/// way an unpickler does (opcode, then its argument's length) and shares no code
+/// with the writer, so a writer bug that puts text where an opcode is read is
+/// caught here, on the socket thread, before any host sees the bytes.
+pub fn only_data_opcodes(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    while at < bytes.len() {
+        let opcode = bytes[at];
+        at += 1;
+        let fixed = match opcode {
+            EMPTY_LIST | MARK | APPENDS | EMPTY_DICT | SETITEMS | NONE | NEWTRUE | NEWFALSE | STOP => 0,
+            BININT1 | BINPUT | BINGET | PROTO => 1,
+            BININT2 => 2,
+            BININT => 4,
+            BINFLOAT | FRAME => 8,
+            SHORT_BINUNICODE | LONG1 => match bytes.get(at) {
+                Some(&len) => 1 + usize::from(len),
+                None => return false,
+            },
+            BINUNICODE | LONG4 => match bytes.get(at..at + 4) {
+                Some(len) => 4 + u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize,
+                None => return false,
+            },
+            _ => return false,
+        };
+        at += fixed;
+    }
+    at == bytes.len()
 }
 
 /// FNV-1a: memo keys are short strings where a keyed hash buys nothing.
@@ -376,6 +406,31 @@ mod tests {
         let keys: Vec<String> = (0..MEMO_SLOTS + 10).map(|n| format!("\"k{n}\":{{\"k{n}\":1}}")).collect();
         let out = pickle_of(&format!("{{{}}}", keys.join(",")));
         assert_eq!(out.iter().filter(|&&b| b == BINPUT).count(), MEMO_SLOTS, "at most one byte of slots");
+    }
+
+    #[test]
+    fn only_data_opcodes_accepts_what_the_writer_writes_and_nothing_else() {
+        let texts = [
+            r#"{"a":[1,-1,300,70000,4294967296,1e300,true,false,null,"é"],"b":{"a":{}}}"#,
+            "123456789012345678901234567890",
+            &format!("\"{}\"", "x".repeat(300)),
+        ];
+        for text in texts {
+            assert!(only_data_opcodes(&pickle_of(text)), "{text}");
+        }
+        let whole = pickle_of(r#"{"k":"value"}"#);
+        let value_at = whole.windows(5).position(|w| w == b"value").unwrap();
+        assert!(!only_data_opcodes(&whole[..value_at + 2]), "a string cut short");
+        // GLOBAL 'os system', as a writer bug could let a string's text be read.
+        for evil in [&b"cos\nsystem\n"[..], b"\x93", b"R", b"\x81", b"b", b"i", b"o"] {
+            let mut bytes = pickle_of("1");
+            bytes.splice(13..13, evil.iter().copied());
+            assert!(!only_data_opcodes(&bytes), "{evil:?}");
+        }
+        let mut short_len = pickle_of(r#""abc""#);
+        let at = short_len.iter().rposition(|&b| b == SHORT_BINUNICODE).unwrap();
+        short_len[at + 1] = 1; // "a", then "bc" read as opcodes
+        assert!(!only_data_opcodes(&short_len));
     }
 
     #[test]
