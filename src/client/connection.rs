@@ -368,8 +368,10 @@ async fn serve(shared: &Arc<Shared>, control: &mut Control, ws: &mut Ws, conn_id
     let mut last_frame_at = Instant::now();
     let mut heartbeat_sent_at: Option<Instant> = None;
     let mut writer = Writer::default();
+    let mut retired = Vec::new();
     shared.wake.notify_one();
     let ending = loop {
+        shared.inbox.free_retired(&mut retired);
         let dead_at = last_frame_at + every * 2;
         let write_needed = tokio::select! {
             biased;

@@ -381,6 +381,11 @@ impl Client {
         self.shared.inbox.hold(event);
     }
 
+    /// Takes events a poll has delivered (see `Inbox::retire`); `events` is left empty.
+    pub fn retire(&self, events: &mut Vec<Event>) {
+        self.shared.inbox.retire(events);
+    }
+
     /// Takes the newest message of every `Latest` channel that had one since the
     /// last call, with how many older ones each replaced.
     pub fn take_latest(&self) -> Vec<Pending> {

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use once_cell::sync::Lazy;
 
-use crate::client::{Client, Config};
+use crate::client::{Client, Config, Event};
 use crate::protocol::error::DataNetError;
 use crate::protocol::lighting::ArtDmxHeader;
 use crate::protocol::subscriptions::Delivery;
@@ -188,6 +188,8 @@ thread_local! {
     /// One poll's batch is built here and copied out once; kept between calls so a
     /// steady stream allocates nothing.
     static BATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The events of one poll once written, handed to the socket thread to free.
+    static DELIVERED: RefCell<Vec<Event>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A failed call: its result code and the text kept for `dn_last_error`.
@@ -523,6 +525,7 @@ pub unsafe extern "C" fn dn_poll(
         BATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
             let mut batch = BatchWriter::new(&mut scratch, cap, grouping);
+            let mut delivered = DELIVERED.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
             let mut events = 0u32;
             let mut first_needed = None;
             while (events as usize) < max {
@@ -532,6 +535,7 @@ pub unsafe extern "C" fn dn_poll(
                     first_needed = (events == 0).then_some(needed);
                     break;
                 }
+                delivered.push(event);
                 events += 1;
             }
             if first_needed.is_none() {
@@ -542,10 +546,13 @@ pub unsafe extern "C" fn dn_poll(
                         client.give_back_latest(entry);
                         break;
                     }
+                    delivered.push(Event::Message(entry.message));
                     events += 1;
                 }
                 latest.for_each(|entry| client.give_back_latest(entry));
             }
+            client.retire(&mut delivered);
+            DELIVERED.with(|cell| *cell.borrow_mut() = delivered);
             if let Some(needed) = first_needed {
                 std::ptr::addr_of_mut!((*out_info).len).write(needed as u64);
                 return Err(too_small(cap, needed));
