@@ -34,7 +34,7 @@ use crate::protocol::error::{
 };
 use crate::protocol::jwt::{decode_claims, Claims};
 use crate::protocol::lighting;
-use crate::protocol::pickle;
+use crate::protocol::pickle::{self, Pickled};
 use crate::protocol::rest::{join_url, parse_presence_response, parse_token_response, presence_path, TokenRequest};
 use crate::protocol::subscriptions::Delivery;
 
@@ -507,7 +507,7 @@ fn deliver(shared: &Shared, message: InboundMessage) {
     };
     let wanted = delivery != Some(Delivery::StoreOnly) && shared.polled.pickles_wanted.load(Ordering::Relaxed);
     let pickled = match &body {
-        Body::Json(text) if wanted => pickled(&channel, &from, ts, text),
+        Body::Json(text) if wanted => pickled(shared, &channel, &from, ts, text),
         _ => None,
     };
     let message = Arc::new(Message { channel, from, ts, body, pickled });
@@ -541,13 +541,16 @@ fn deliver(shared: &Shared, message: InboundMessage) {
 
 /// One message as the pickle the host's poll will copy; `None` if the text is not
 /// JSON after all (the poll then hands it over as text).
-fn pickled(channel: &str, from: &str, ts: i64, text: &str) -> Option<Box<[u8]>> {
+fn pickled(shared: &Shared, channel: &str, from: &str, ts: i64, text: &str) -> Option<Pickled> {
     thread_local! {
         static MEMO: std::cell::RefCell<pickle::Memo> = std::cell::RefCell::default();
     }
     let mut out = Vec::with_capacity(text.len() + channel.len() + from.len() + 32);
-    let written = MEMO.with(|memo| pickle::write_message(&mut out, &mut memo.borrow_mut(), channel, from, ts, text));
-    written.ok().map(|()| out.into_boxed_slice())
+    let mut strings = lock(&shared.pickle_strings);
+    let written = MEMO.with(|memo| {
+        pickle::write_message(&mut out, &mut memo.borrow_mut(), Some(&mut strings), channel, from, ts, text)
+    });
+    written.ok().map(|slots| Pickled { bytes: out.into_boxed_slice(), slots })
 }
 
 /// Runs `work` while still answering stop and presence requests; `None` = stopped.

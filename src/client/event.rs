@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::protocol::error::DataNetError;
+use crate::protocol::pickle::Pickled;
 use crate::protocol::rest::Presence;
 
 /// A message as the consumer sees it: JSON stays the gateway's own text (the `d`
@@ -22,7 +23,7 @@ pub struct Message {
     /// A JSON message already written as a pickle (`protocol::pickle::write_message`)
     /// on the socket thread, once the host polls for pickles: the poll then only
     /// copies it.
-    pub pickled: Option<Box<[u8]>>,
+    pub pickled: Option<Pickled>,
 }
 
 impl Message {

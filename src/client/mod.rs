@@ -29,6 +29,7 @@ use crate::protocol::envelope::{encode_publish_binary, encode_publish_json};
 use crate::protocol::error::{DataNetError, INVALID_ARGUMENT, NOT_CONNECTED, PRESENCE_FAILED};
 use crate::protocol::lighting::{build_dmx_frame, ArtDmxHeader};
 use crate::protocol::outbound::OutboundBuffer;
+use crate::protocol::pickle::SharedStrings;
 use crate::protocol::proxy::{ProxyEnvironment, ProxySetting};
 use crate::protocol::streams::{StreamPayload, Streams, MAX_STREAMS};
 use crate::protocol::subscriptions::{Delivery, SubscriptionRegistry};
@@ -74,6 +75,9 @@ pub(crate) struct Shared {
     pub streams: Mutex<Streams>,
     /// Wakes the connection task: outbound data or a registry change is waiting.
     pub wake: tokio::sync::Notify,
+    /// The strings pickled messages share (written on the socket thread, read by
+    /// a poll that defines them in its batch).
+    pub pickle_strings: Mutex<SharedStrings>,
 }
 
 impl Shared {
@@ -161,6 +165,7 @@ impl Client {
             presence_in_flight: AtomicUsize::new(0),
             streams: Mutex::new(Streams::default()),
             wake: tokio::sync::Notify::new(),
+            pickle_strings: Mutex::new(SharedStrings::default()),
             config,
         };
         Ok(Client { shared: Arc::new(shared), worker: Mutex::new(None) })
@@ -363,6 +368,11 @@ impl Client {
         if !self.shared.polled.pickles_wanted.load(Ordering::Relaxed) {
             self.shared.polled.pickles_wanted.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// The strings pickled messages share, for the poll that defines them.
+    pub fn pickle_strings(&self) -> &Mutex<SharedStrings> {
+        &self.shared.pickle_strings
     }
 
     pub fn next_event(&self) -> Option<Event> {

@@ -26,6 +26,7 @@
 //! each message's part is copied as the socket thread wrote it when it arrived.
 
 use std::io::Write;
+use std::sync::Mutex;
 
 use super::{
     DN_EVENT_CONNECTED as EVENT_CONNECTED, DN_EVENT_DISCONNECTED as EVENT_DISCONNECTED, DN_EVENT_ERROR as EVENT_ERROR,
@@ -35,7 +36,7 @@ use super::{
     DN_FLAG_RAW as FLAG_RAW,
 };
 use crate::client::{Body, Event, Message};
-use crate::protocol::pickle;
+use crate::protocol::pickle::{self, SharedStrings, SlotsUsed};
 
 pub(super) const HEADER_LEN: usize = super::DN_RECORD_HEADER_LEN as usize;
 const PAYLOAD_LEN_AT: usize = 36;
@@ -168,13 +169,33 @@ pub struct BatchWriter<'a> {
     group: OpenGroup,
     /// For a message the socket thread did not write as a pickle.
     memo: pickle::Memo,
+    /// The strings messages written on arrival share, and which of their slots
+    /// the open pickle batch defined.
+    shared: Option<&'a Mutex<SharedStrings>>,
+    defined: SlotsUsed,
     pub records: u32,
 }
 
 impl<'a> BatchWriter<'a> {
     pub fn new(out: &'a mut Vec<u8>, cap: usize, grouping: Grouping) -> Self {
         out.clear();
-        BatchWriter { out, cap, grouping, group: OpenGroup::None, memo: pickle::Memo::default(), records: 0 }
+        BatchWriter {
+            out,
+            cap,
+            grouping,
+            group: OpenGroup::None,
+            memo: pickle::Memo::default(),
+            shared: None,
+            defined: SlotsUsed::default(),
+            records: 0,
+        }
+    }
+
+    /// The shared strings of the client whose messages this writes (needed for
+    /// messages it wrote as pickles on arrival; without, they are written again).
+    pub fn with_shared_strings(mut self, shared: &'a Mutex<SharedStrings>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     pub fn push_event(&mut self, event: &Event) -> Result<(), usize> {
@@ -253,14 +274,23 @@ impl<'a> BatchWriter<'a> {
         if opened {
             write_header(self.out, 0, EVENT_MESSAGES_PICKLE, 0, 0, 0, [0; 5]);
             pickle::open_batch(self.out);
+            self.defined = SlotsUsed::default();
         }
         let entry_start = self.out.len();
-        let written = match &message.pickled {
-            Some(bytes) => {
-                self.out.extend_from_slice(bytes);
-                Ok(())
+        let written = match (&message.pickled, self.shared) {
+            (Some(pickled), Some(shared)) => {
+                let missing = pickled.slots.missing_from(&self.defined);
+                if !missing.is_empty() {
+                    // A poisoned lock still holds whole strings: they are only appended.
+                    let strings = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    pickle::define_slots(self.out, &strings, &missing);
+                }
+                self.out.extend_from_slice(&pickled.bytes);
+                Ok(missing)
             }
-            None => pickle::write_message(self.out, &mut self.memo, &message.channel, &message.from, message.ts, text),
+            _ => {
+                pickle::write_message(self.out, &mut self.memo, None, &message.channel, &message.from, message.ts, text)
+            }
         };
         if written.is_err() {
             self.out.truncate(start);
@@ -276,6 +306,9 @@ impl<'a> BatchWriter<'a> {
         if opened {
             self.group = OpenGroup::Pickle(start);
             self.records += 1;
+        }
+        if let Ok(defined_now) = written {
+            self.defined.add(&defined_now);
         }
         Ok(())
     }
@@ -377,25 +410,33 @@ mod tests {
     }
 
     #[test]
-    fn a_message_written_on_arrival_and_one_written_at_poll_make_the_same_pickle() {
+    fn messages_written_on_arrival_and_at_poll_share_one_pickle_batch() {
         let text = r#"{"k":[1,{"k":2.5}],"s":"\u00e9"}"#;
         let plain = json_message("a", text, 5);
         let mut early = json_message("a", text, 5);
         let mut part = Vec::new();
-        pickle::write_message(&mut part, &mut pickle::Memo::default(), "a", "c\"1", 5, text).unwrap();
-        early.pickled = Some(part.into_boxed_slice());
+        let mut strings = SharedStrings::default();
+        let slots =
+            pickle::write_message(&mut part, &mut pickle::Memo::default(), Some(&mut strings), "a", "c\"1", 5, text)
+                .unwrap();
+        early.pickled = Some(pickle::Pickled { bytes: part.into_boxed_slice(), slots });
+        let strings = Mutex::new(strings);
         let pickled = |messages: &[&Message]| {
             let mut buf = Vec::new();
-            let mut batch = BatchWriter::new(&mut buf, 1 << 20, Grouping::Pickle);
+            let mut batch = BatchWriter::new(&mut buf, 1 << 20, Grouping::Pickle).with_shared_strings(&strings);
             for (n, message) in messages.iter().enumerate() {
                 batch.push_message(message, n as u32).unwrap();
             }
             assert_eq!(batch.records, 1);
             batch.finish().to_vec()
         };
-        let out = pickled(&[&plain, &early]);
-        assert_eq!(out, pickled(&[&plain, &plain]));
-        assert_eq!(out, pickled(&[&early, &early]));
+        let out = pickled(&[&plain, &early, &early]);
+        assert!(pickle::only_data_opcodes(&out[HEADER_LEN..]));
+        // MARK, "a" into slot 64 (the channel, the first string shared).
+        let defines_channel = [b'(', 0x8c, 1, b'a', b'q', 64];
+        let definitions = |out: &[u8]| out.windows(defines_channel.len()).filter(|w| *w == defines_channel).count();
+        assert_eq!(definitions(&out), 1, "the shared strings are defined once, before the first message reading them");
+        assert_eq!(definitions(&pickled(&[&plain, &plain])), 0, "messages written at poll share nothing");
         assert_eq!((u32_at(&out, 0), out[4]), (out.len(), EVENT_MESSAGES_PICKLE));
         assert_eq!(u32_at(&out, PAYLOAD_LEN_AT), out.len() - HEADER_LEN);
         let framed = u64::from_le_bytes(out[HEADER_LEN + 3..HEADER_LEN + 11].try_into().unwrap());

@@ -524,7 +524,7 @@ pub unsafe extern "C" fn dn_poll(
         let max = if max_events == 0 { client.config().max_events_per_poll } else { max_events as usize };
         BATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
-            let mut batch = BatchWriter::new(&mut scratch, cap, grouping);
+            let mut batch = BatchWriter::new(&mut scratch, cap, grouping).with_shared_strings(client.pickle_strings());
             let mut delivered = DELIVERED.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
             let mut events = 0u32;
             let mut first_needed = None;

@@ -6,10 +6,15 @@
 //! A batch is the list `[[channel, from, ts, data, replaced], ...]` in one frame.
 //! Each message is written on its own (`write_message`, then `end_message` with its
 //! `replaced` count), so the socket thread can write it when the message arrives
-//! and a poll only copies bytes. A message shares repeated keys through memo slots
-//! of its own, numbered from 0 (BINPUT/BINGET with explicit indices): a later
-//! message reusing a slot number overwrites it, so messages written apart never
-//! depend on each other.
+//! and a poll only copies bytes. Memo slots (BINPUT/BINGET, explicit one-byte
+//! indices) come in two kinds:
+//! - a message's own, 0 to 63, for keys it repeats: the next message overwrites
+//!   them, so messages written apart never depend on each other;
+//! - shared, 64 to 255, for strings many messages repeat (channels, senders,
+//!   keys), fixed for the client's life (`SharedStrings`). Each written message
+//!   says which it reads (`SlotsUsed`), and a batch defines those before the first
+//!   message that reads them (`define_slots`), so Python makes each such string
+//!   once per batch, not once per message.
 //!
 //! The values are exactly what Python's `json.loads` makes of the same text: ints
 //! for integer literals (of any size: beyond 64 bits as a LONG opcode), floats for
@@ -21,6 +26,9 @@
 //! The input is text the envelope decoder already validated as JSON, read with the
 //! same walker as the numeric flattening (`json_walk`); a malformed value here
 //! would be a bug: the caller then delivers that message as plain JSON instead.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::protocol::json_walk::{is_integer, number_value, walk, Scalar, Visitor};
 
@@ -44,6 +52,7 @@ const BINFLOAT: u8 = b'G';
 const SHORT_BINUNICODE: u8 = 0x8c;
 const BINUNICODE: u8 = b'X';
 const BINPUT: u8 = b'q';
+const POP_MARK: u8 = b'1';
 const BINGET: u8 = b'h';
 
 /// Python refuses to turn longer digit strings into an int (`sys.int_info`,
@@ -52,6 +61,11 @@ const MAX_INT_DIGITS: usize = 4300;
 /// Distinct keys a message shares through the memo; later ones are written in
 /// full (keeps the memo search short and its slots within BINPUT's one byte).
 const MEMO_SLOTS: usize = 64;
+/// The shared slots follow a message's own.
+const SHARED_BASE: usize = MEMO_SLOTS;
+const SHARED_MAX: usize = 256 - SHARED_BASE;
+/// Longer strings are not worth a slot for the client's life.
+const SHARED_MAX_LEN: usize = 64;
 
 pub use crate::protocol::json_walk::NotJson;
 
@@ -79,34 +93,111 @@ pub fn close_batch(out: &mut Vec<u8>, start: usize) {
     out[start + 3..start + 11].copy_from_slice(&framed.to_le_bytes());
 }
 
+/// Which shared slots a written message reads, a bit each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotsUsed([u64; 3]);
+
+impl SlotsUsed {
+    fn insert(&mut self, slot: u8) {
+        let bit = usize::from(slot) - SHARED_BASE;
+        self.0[bit / 64] |= 1 << (bit % 64);
+    }
+
+    /// The slots of `self` not in `known`.
+    pub fn missing_from(&self, known: &SlotsUsed) -> SlotsUsed {
+        SlotsUsed([self.0[0] & !known.0[0], self.0[1] & !known.0[1], self.0[2] & !known.0[2]])
+    }
+
+    pub fn add(&mut self, other: &SlotsUsed) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine |= theirs;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; 3]
+    }
+
+    fn slots(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..SHARED_MAX).filter(|bit| self.0[bit / 64] & (1 << (bit % 64)) != 0).map(|bit| (bit + SHARED_BASE) as u8)
+    }
+}
+
+/// A message written on arrival, with the shared slots it reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pickled {
+    pub bytes: Box<[u8]>,
+    pub slots: SlotsUsed,
+}
+
+/// The shared strings of one client: first come, first kept, up to 192 of at most
+/// 64 bytes; the rest are written in each message. Measured: a batch of 167
+/// 8-field messages loads in 75 µs with its channels, sender and keys shared, 110
+/// without.
+#[derive(Default)]
+pub struct SharedStrings {
+    strings: Vec<Box<[u8]>>,
+    index: HashMap<Box<[u8]>, u8, BuildHasherDefault<FnvHasher>>,
+}
+
+impl SharedStrings {
+    /// The slot of `text`, given one if there is room.
+    fn slot(&mut self, text: &[u8]) -> Option<u8> {
+        if let Some(&slot) = self.index.get(text) {
+            return Some(slot);
+        }
+        if self.strings.len() >= SHARED_MAX || text.len() > SHARED_MAX_LEN {
+            return None;
+        }
+        let slot = (SHARED_BASE + self.strings.len()) as u8;
+        self.strings.push(text.into());
+        self.index.insert(text.into(), slot);
+        Some(slot)
+    }
+}
+
+/// Defines the shared slots in `slots` (inside a batch, before the first message
+/// that reads them): each string put in its slot, then taken off the stack.
+pub fn define_slots(out: &mut Vec<u8>, strings: &SharedStrings, slots: &SlotsUsed) {
+    out.push(MARK);
+    for slot in slots.slots() {
+        write_str(out, &strings.strings[usize::from(slot) - SHARED_BASE]);
+        out.extend_from_slice(&[BINPUT, slot]);
+    }
+    out.push(POP_MARK);
+}
+
 /// Keys of the message being written that are in the memo: (hash, where the
 /// key's bytes are in the output, their length). The slot is the position.
 #[derive(Default)]
 pub struct Memo(Vec<(u64, usize, usize)>);
 
 /// Writes `[channel, from, ts, data` of one message, the list left open for
-/// `end_message`. On error `out` is as it was.
+/// `end_message`; strings in `shared` (or given a slot there now) are read from
+/// their slots, which the result lists. On error `out` is as it was.
 pub fn write_message(
     out: &mut Vec<u8>,
     memo: &mut Memo,
+    shared: Option<&mut SharedStrings>,
     channel: &str,
     from: &str,
     ts: i64,
     json: &str,
-) -> Result<(), NotJson> {
+) -> Result<SlotsUsed, NotJson> {
     let start = out.len();
     memo.0.clear();
     out.extend_from_slice(&[EMPTY_LIST, MARK]);
-    write_str(out, channel.as_bytes());
-    write_str(out, from.as_bytes());
-    write_int(out, ts);
-    let mut opcodes = Opcodes { out, memo, bad_number: false };
+    let mut opcodes = Opcodes { out, memo, shared, used: SlotsUsed::default(), bad_number: false };
+    opcodes.shared_or_inline(channel.as_bytes());
+    opcodes.shared_or_inline(from.as_bytes());
+    write_int(opcodes.out, ts);
     let walked = walk(json, &mut opcodes);
-    if walked.is_err() || opcodes.bad_number || !only_data_opcodes(&out[start..]) {
+    let (used, bad_number) = (opcodes.used, opcodes.bad_number);
+    if walked.is_err() || bad_number || !only_data_opcodes(&out[start..]) {
         out.truncate(start);
         return Err(NotJson);
     }
-    Ok(())
+    Ok(used)
 }
 
 /// Ends a message begun by `write_message` (or copied from one) with its count of
@@ -128,7 +219,7 @@ pub fn only_data_opcodes(bytes: &[u8]) -> bool {
         let opcode = bytes[at];
         at += 1;
         let fixed = match opcode {
-            EMPTY_LIST | MARK | APPENDS | EMPTY_DICT | SETITEMS | NONE | NEWTRUE | NEWFALSE | STOP => 0,
+            EMPTY_LIST | MARK | POP_MARK | APPENDS | EMPTY_DICT | SETITEMS | NONE | NEWTRUE | NEWFALSE | STOP => 0,
             BININT1 | BINPUT | BINGET | PROTO => 1,
             BININT2 => 2,
             BININT => 4,
@@ -150,19 +241,55 @@ pub fn only_data_opcodes(bytes: &[u8]) -> bool {
 
 /// FNV-1a: memo keys are short strings where a keyed hash buys nothing.
 fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+    fnv_more(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+fn fnv_more(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[derive(Default)]
+struct FnvHasher(Option<u64>);
+
+impl Hasher for FnvHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = Some(fnv_more(self.0.unwrap_or(0xcbf2_9ce4_8422_2325), bytes));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.unwrap_or(0)
+    }
 }
 
 /// The opcodes of one JSON value.
 struct Opcodes<'b> {
     out: &'b mut Vec<u8>,
     memo: &'b mut Memo,
+    shared: Option<&'b mut SharedStrings>,
+    used: SlotsUsed,
     bad_number: bool,
 }
 
 impl Opcodes<'_> {
-    /// A key: from the memo when this message already wrote it.
+    /// A string from its shared slot; `false` if it has none.
+    fn from_shared(&mut self, text: &[u8]) -> bool {
+        let Some(slot) = self.shared.as_mut().and_then(|shared| shared.slot(text)) else { return false };
+        self.out.extend_from_slice(&[BINGET, slot]);
+        self.used.insert(slot);
+        true
+    }
+
+    fn shared_or_inline(&mut self, text: &[u8]) {
+        if !self.from_shared(text) {
+            write_str(self.out, text);
+        }
+    }
+
+    /// A key: from a shared slot, or from this message's memo once it wrote it.
     fn key_str(&mut self, key: &[u8]) {
+        if self.from_shared(key) {
+            return;
+        }
         let hash = fnv(key);
         let out = &mut *self.out;
         let found = self.memo.0.iter().position(|&(h, at, len)| h == hash && &out[at..at + len] == key);
@@ -325,7 +452,7 @@ mod tests {
         let start = open_batch(&mut out);
         assert_eq!(out.len(), OPEN_LEN);
         for (n, (channel, json)) in messages.iter().enumerate() {
-            write_message(&mut out, &mut memo, channel, "f", 5 + n as i64, json).unwrap();
+            write_message(&mut out, &mut memo, None, channel, "f", 5 + n as i64, json).unwrap();
             end_message(&mut out, 1);
         }
         close_batch(&mut out, start);
@@ -402,6 +529,67 @@ mod tests {
     }
 
     #[test]
+    fn shared_strings_are_defined_once_per_batch_before_their_first_reader() {
+        let mut strings = SharedStrings::default();
+        let mut memo = Memo::default();
+        let mut parts = Vec::new();
+        for (channel, json) in [("ch", r#"{"k":1}"#), ("ch", r#"{"k":2,"j":3}"#)] {
+            let mut part = Vec::new();
+            let slots = write_message(&mut part, &mut memo, Some(&mut strings), channel, "c-1", 7, json).unwrap();
+            parts.push((part, slots));
+        }
+        assert_eq!(&parts[0].0[..4], &[EMPTY_LIST, MARK, BINGET, 64], "the channel reads slot 64");
+        let mut out = Vec::new();
+        let start = open_batch(&mut out);
+        let mut defined = SlotsUsed::default();
+        for (part, slots) in &parts {
+            let missing = slots.missing_from(&defined);
+            if !missing.is_empty() {
+                define_slots(&mut out, &strings, &missing);
+            }
+            defined.add(&missing);
+            out.extend_from_slice(part);
+            end_message(&mut out, 0);
+        }
+        close_batch(&mut out, start);
+        assert!(only_data_opcodes(&out));
+        let define = |text: &[u8], slot: u8| {
+            let mut bytes = vec![SHORT_BINUNICODE, text.len() as u8];
+            bytes.extend_from_slice(text);
+            bytes.extend_from_slice(&[BINPUT, slot]);
+            bytes
+        };
+        let mut first = vec![MARK];
+        for (text, slot) in [(&b"ch"[..], 64), (b"c-1", 65), (b"k", 66)] {
+            first.extend(define(text, slot));
+        }
+        first.push(POP_MARK);
+        assert_eq!(&out[OPEN_LEN..OPEN_LEN + first.len()], &first[..], "ch, c-1, k before the first message");
+        let mut second = vec![MARK];
+        second.extend(define(b"j", 67));
+        second.push(POP_MARK);
+        assert_eq!(out.windows(second.len()).filter(|w| *w == &second[..]).count(), 1, "then only j");
+        assert_eq!(out.windows(2).filter(|w| *w == [SHORT_BINUNICODE, 2]).count(), 1, "ch written once");
+    }
+
+    #[test]
+    fn shared_slots_run_out_into_the_message() {
+        let mut strings = SharedStrings::default();
+        let mut memo = Memo::default();
+        let keys: Vec<String> = (0..SHARED_MAX + 5).map(|n| format!("\"k{n}\":{n}")).collect();
+        let json = format!("{{{}}}", keys.join(","));
+        let mut out = Vec::new();
+        let slots = write_message(&mut out, &mut memo, Some(&mut strings), "c", "f", 1, &json).unwrap();
+        assert_eq!(strings.strings.len(), SHARED_MAX);
+        assert_eq!(slots.slots().count(), SHARED_MAX);
+        assert!(out.windows(4).any(|w| w == [SHORT_BINUNICODE, 4, b'k', b'1']), "the rest written in the message");
+        let long = format!("\"{}\"", "x".repeat(SHARED_MAX_LEN + 1));
+        let mut fresh = SharedStrings::default();
+        write_message(&mut Vec::new(), &mut memo, Some(&mut fresh), &"c".repeat(65), "f", 1, &long).unwrap();
+        assert_eq!(fresh.strings.len(), 1, "only the sender: the channel is too long to keep");
+    }
+
+    #[test]
     fn memo_slots_are_bounded() {
         let keys: Vec<String> = (0..MEMO_SLOTS + 10).map(|n| format!("\"k{n}\":{{\"k{n}\":1}}")).collect();
         let out = pickle_of(&format!("{{{}}}", keys.join(",")));
@@ -438,11 +626,11 @@ mod tests {
         let mut out = Vec::new();
         let mut memo = Memo::default();
         open_batch(&mut out);
-        write_message(&mut out, &mut memo, "c", "f", 1, "1").unwrap();
+        write_message(&mut out, &mut memo, None, "c", "f", 1, "1").unwrap();
         end_message(&mut out, 0);
         let before = out.clone();
         for bad in ["", "{", "[1,", r#"{"a" 1}"#, "tru", r#""\x""#, "1 2", r#""open"#] {
-            assert_eq!(write_message(&mut out, &mut memo, "other", "g", 1, bad), Err(NotJson), "{bad:?}");
+            assert_eq!(write_message(&mut out, &mut memo, None, "other", "g", 1, bad), Err(NotJson), "{bad:?}");
             assert_eq!(out, before);
         }
     }
@@ -468,10 +656,20 @@ mod speed {
         for _ in 0..rounds {
             let mut out = Vec::new();
             let mut memo = Memo::default();
+            let mut strings = SharedStrings::default();
             let start = open_batch(&mut out);
             for (i, text) in texts.iter().enumerate() {
-                write_message(&mut out, &mut memo, "project.bench.ch3", "c-12", 1_700_000_000_000 + i as i64, text)
-                    .unwrap();
+                let shared = Some(&mut strings);
+                write_message(
+                    &mut out,
+                    &mut memo,
+                    shared,
+                    "project.bench.ch3",
+                    "c-12",
+                    1_700_000_000_000 + i as i64,
+                    text,
+                )
+                .unwrap();
                 end_message(&mut out, 0);
             }
             close_batch(&mut out, start);

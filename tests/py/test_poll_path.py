@@ -257,6 +257,14 @@ def test_a_frames_batch_is_what_json_loads_makes_of_each_text(gateway):
 
     for text, value in zip(TEXTS, got):
         assert typed(value) == typed(json.loads(text)), text
+    # The next batch defines the strings the messages share again (a batch
+    # stands alone: slots defined by the first are not assumed).
+    got.clear()
+    again = ['{"r":1,"g":2,"b":3}', '{"a":{}}', '{"dup":1,"dup":2}']
+    for text in again:
+        assert st["lib"].dn_publish_json(st["handle"], b"project.demo.values", text.encode("utf-8")) == 0, text
+    poll_until(td, lambda: len(got) == len(again), what="the second batch")
+    assert [typed(value) for value in got] == [typed(json.loads(text)) for text in again]
 
 
 def test_a_record_that_cannot_be_read_is_reported_and_the_poll_goes_on(gateway, monkeypatch):
