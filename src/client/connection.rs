@@ -369,14 +369,26 @@ async fn serve(shared: &Arc<Shared>, control: &mut Control, ws: &mut Ws, conn_id
     let mut heartbeat_sent_at: Option<Instant> = None;
     let mut writer = Writer::default();
     let mut retired = Vec::new();
+    // The futures every turn of the loop waits on live as long as the loop: made
+    // afresh per frame, each registered and removed a timer or a waiter per message.
+    let stop = stop_requested(&mut control.stop);
+    tokio::pin!(stop);
+    let silence = tokio::time::sleep_until(last_frame_at + every * 2);
+    tokio::pin!(silence);
+    let wake = shared.wake.notified();
+    tokio::pin!(wake);
     shared.wake.notify_one();
     let ending = loop {
         shared.inbox.free_retired(&mut retired);
-        let dead_at = last_frame_at + every * 2;
         let write_needed = tokio::select! {
             biased;
-            _ = stop_requested(&mut control.stop) => break Ending::Stopped,
-            _ = tokio::time::sleep_until(dead_at) => {
+            _ = &mut stop => break Ending::Stopped,
+            _ = &mut silence => {
+                let dead_at = last_frame_at + every * 2;
+                if dead_at > Instant::now() {
+                    silence.as_mut().reset(dead_at);
+                    continue;
+                }
                 let silent = (every * 2).as_millis();
                 break Ending::Lost(DataNetError::new(CONNECTION_LOST, format!("no frame from the gateway for {silent} ms")));
             }
@@ -393,7 +405,10 @@ async fn serve(shared: &Arc<Shared>, control: &mut Control, ws: &mut Ws, conn_id
                     None => break Ending::Lost(DataNetError::new(CONNECTION_LOST, "the gateway closed the connection")),
                 }
             }
-            _ = shared.wake.notified() => true,
+            _ = &mut wake => {
+                wake.set(shared.wake.notified());
+                true
+            }
             _ = sleep_until_some(writer.next_stream_due) => true,
             _ = heartbeat.tick() => {
                 writer.control.push_back(Utf8Bytes::from_static(HEARTBEAT));
@@ -413,7 +428,7 @@ async fn serve(shared: &Arc<Shared>, control: &mut Control, ws: &mut Ws, conn_id
         let dead_at = last_frame_at + every * 2;
         let outcome = tokio::select! {
             biased;
-            _ = stop_requested(&mut control.stop) => Some(Ending::Stopped),
+            _ = &mut stop => Some(Ending::Stopped),
             _ = tokio::time::sleep_until(dead_at) => {
                 Some(Ending::Lost(DataNetError::new(CONNECTION_LOST, "the gateway stopped accepting data")))
             }
