@@ -130,13 +130,13 @@ def in_td(kind, rate, seconds, channels=10, payload="json", callbacks=True, td_w
             "frames": len(costs)}
 
 
-def with_standins(design, mode, rate, seconds, channels=10):
+def with_standins(design, mode, rate, seconds, channels=10, spin=False):
     """One design alone, its TD operators near-free stand-ins (standins.py)."""
     reset_runtime()
     with Gateway() as gw:
         names = channel_names(rate, channels)
         return standins.measure(design, mode, rate, seconds, gw.url, library(), names,
-                                lambda: publishers(gw.url, rate, seconds, channels))
+                                lambda: publishers(gw.url, rate, seconds, channels), spin=spin)
 
 
 STANDIN_RUNS = (("callbacks", 1_000), ("callbacks", 10_000), ("table", 1_000), ("table", 10_000))
@@ -247,9 +247,13 @@ def main():
             alone.append(with_standins(design, mode, rate, window))
     for rate in (100, 10_000):
         alone.append(with_standins("project", "latest", rate, window))
+    for mode in ("callbacks", "table"):
+        for design in ("project", "seed", "sdk"):
+            alone.append(with_standins(design, mode, 1_000, window, spin=True))
     for r in alone:
-        print("  %-8s %-9s %6d msg/s: median %s us/frame (%.2f us/message), p99 %s; CPU %.1f us/message; "
-              "received %d/%d%s" % (r["design"], r["mode"], r["rate"], fmt(r["median_us"]), r["per_message_us"],
+        print("  %-8s %-9s %6d msg/s%s: median %s us/frame (%.2f us/message), p99 %s; CPU %.1f us/message; "
+              "received %d/%d%s" % (r["design"], r["mode"], r["rate"], " (spinning)" if r["spin"] else "",
+                                    fmt(r["median_us"]), r["per_message_us"],
                                     fmt(r["p99_us"]), r["cpu_us_per_message"], r["received"], r["published"],
                                     "" if r["ok"] else " (behind)"), flush=True)
     results["standins"] = alone

@@ -21,6 +21,7 @@ Modes: "callbacks" (a trivial Python callback per message), "table" (Table DAT o
 import asyncio
 import json
 import os
+import pickle
 import queue
 import statistics
 import threading
@@ -289,8 +290,11 @@ class OfficialSdk(SeedDesign):
 DESIGNS = {"project": ThisProject, "seed": SeedDesign, "sdk": OfficialSdk}
 
 
-def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publishers):
-    """Runs one design under a steady load; returns its frame costs and counts."""
+def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publishers, spin=False):
+    """Runs one design under a steady load; returns its frame costs and counts.
+    ``spin``: wait for the next frame in a busy loop instead of sleeping, so the
+    thread never idles and its caches stay warm (the optimistic bound; a sleeping
+    thread is the pessimistic one, see wake_cost)."""
     client = DESIGNS[design](gateway_url, lib, channel_names, mode)
     client.start()
     deadline = time.monotonic() + 10
@@ -310,10 +314,13 @@ def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publis
         costs.append(time.perf_counter() - begin)
         next_frame += FRAME_S
         pause = next_frame - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-        else:
+        if pause <= 0:
             next_frame = time.perf_counter()
+        elif spin:
+            while time.perf_counter() < next_frame:
+                pass
+        else:
+            time.sleep(pause)
     published = sum(json.loads(proc.stdout.readline())["published"] for proc in procs)
     backlog_at_end = client.counts()[2]
     drain_deadline = time.monotonic() + 1.0
@@ -327,7 +334,7 @@ def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publis
     micros = sorted(c * 1e6 for c in costs)
     median = statistics.median(micros)
     per_frame = rate / 60.0
-    return {"design": design, "mode": mode, "rate": rate, "published": published, "received": received,
+    return {"design": design, "mode": mode, "rate": rate, "spin": spin, "published": published, "received": received,
             "dropped": dropped, "accounted": accounted, "backlog_at_end": backlog_at_end,
             "ok": received >= published and dropped == 0 and accounted >= published,
             "median_us": median, "p99_us": micros[min(len(micros) - 1, int(0.99 * len(micros)))],
@@ -343,8 +350,12 @@ def wake_cost(lib_path, frames=240):
     import ctypes
     lib = ctypes.CDLL(lib_path)
     lib.dn_abi_version.restype = ctypes.c_uint32
+    keys = ["f%d" % k for k in range(8)]
+    batch = pickle.dumps([["project.bench.ch%d" % (n % 10), "c-1", 1_700_000_000_000 + n,
+                           {key: n * k / 10.0 for k, key in enumerate(keys)}, 0] for n in range(17)], protocol=4)
     work = {"a trivial library call (dn_abi_version)": lib.dn_abi_version,
-            "1,000 additions in Python": lambda: sum(range(1000))}
+            "1,000 additions in Python": lambda: sum(range(1000)),
+            "pickle.loads of a frame's batch (17 messages of 8 fields)": lambda: pickle.loads(batch)}
     result = {}
     for label, fn in work.items():
         warm, after_sleep = [], []
