@@ -924,7 +924,10 @@ class DataNet:
         for channel, (data, from_, ts, replaced) in newest.items():
             route = routes.get(channel)
             for callback in route[1] if route else ():
-                self._call(callback, channel, data, from_, ts, replaced)
+                try:
+                    callback(channel, data, from_, ts, replaced)
+                except Exception:
+                    self._callback_failed(callback)
 
     def _dispatch(self, st, newest, kind, flags, ts, replaced, channel, from_, content_type, meta, payload):
         if kind == _EVENT_MESSAGES_PICKLE:
