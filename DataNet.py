@@ -548,16 +548,21 @@ def _chop_values(chop):
 # The client
 
 
-class _PollBuffer:
-    """dn_poll's buffer, with what each call would otherwise make again: a view to
-    read records from without copying, and the info struct's reference."""
+class _CallBuffer:
+    """The output buffer of dn_poll or dn_rows, with what each call would otherwise
+    make again: a view to read the bytes from without copying, and the info
+    struct with its reference."""
 
-    def __init__(self, size):
+    def __init__(self, size, info_type):
         self.buffer = ctypes.create_string_buffer(size)
         self.size = size
         self.view = memoryview(self.buffer).cast("B")
-        self.info = _PollInfo()
+        self.info = info_type()
         self.info_ref = ctypes.byref(self.info)
+
+    def grown(self):
+        """A buffer big enough for what the last call said it needs."""
+        return _CallBuffer(max(self.info.len, 2 * self.size), type(self.info))
 
 
 def _new_state():
@@ -579,9 +584,8 @@ def _new_state():
                  "version": None},
         "callback_errors": 0,
         "decode_errors": 0,
-        "poll": _PollBuffer(1 << 20),
-        "rows_buffer": ctypes.create_string_buffer(1 << 16),
-        "rows_info": _RowsInfo(),
+        "poll": _CallBuffer(1 << 20, _PollInfo),
+        "rows": _CallBuffer(1 << 16, _RowsInfo),
         "values": (ctypes.c_double * 0)(),
         "names": ctypes.create_string_buffer(1 << 16),
         "last_status": None,
@@ -864,7 +868,7 @@ class DataNet:
         flags = _POLL_GROUP_PICKLE if st["group_json"] else 0
         rc = lib.dn_poll(st["handle"], poll.buffer, poll.size, limit, flags, poll.info_ref)
         if rc == _ERR_BUFFER_TOO_SMALL:
-            poll = st["poll"] = _PollBuffer(max(poll.info.len, 2 * poll.size))
+            poll = st["poll"] = poll.grown()
             rc = lib.dn_poll(st["handle"], poll.buffer, poll.size, limit, flags, poll.info_ref)
         if rc:
             _check(lib, rc)
@@ -1079,23 +1083,29 @@ class DataNet:
         cursor = st["table_cursors"].get(key, 0)
         if st["handle"] is None or cursor == st["row_seq"]:
             return 0
-        lib, handle, info = st["lib"], st["handle"], st["rows_info"]
+        lib, handle = st["lib"], st["handle"]
         wanted = max(0, int(max_rows))
         for _ in range(3):
-            buf = st["rows_buffer"]
-            rc = lib.dn_rows(handle, cursor, wanted, buf, len(buf), ctypes.byref(info))
+            rows = st["rows"]
+            rc = lib.dn_rows(handle, cursor, wanted, rows.buffer, rows.size, rows.info_ref)
             if rc != _ERR_BUFFER_TOO_SMALL:
                 break
-            st["rows_buffer"] = ctypes.create_string_buffer(max(info.len, 2 * len(buf)))
-        _check(lib, rc)
+            st["rows"] = rows.grown()
+        if rc:
+            _check(lib, rc)
+        info = rows.info
         st["table_cursors"][key] = info.newest_seq
         counts = st["table_counts"].setdefault(key, [0, 0])
         counts[0] += info.rows
         counts[1] += info.skipped
         if not info.rows:
             return 0
-        text = ctypes.string_at(buf, info.len).decode("utf-8")
-        dat.appendRows([row.split(_CELL_SEPARATOR) for row in text.split(_ROW_SEPARATOR)])
+        # Every row has the header's cells: one split of the whole text, then rows
+        # of that many cells, all in C.
+        cells = str(rows.view[:info.len], "utf-8").replace(_ROW_SEPARATOR, _CELL_SEPARATOR).split(_CELL_SEPARATOR)
+        if len(cells) != len(TABLE_HEADER) * info.rows:
+            raise DataNetError("protocol_error", "dn_rows gave %d cells for %d rows" % (len(cells), info.rows))
+        dat.appendRows(list(map(list, zip(*[iter(cells)] * len(TABLE_HEADER)))))
         excess = dat.numRows - 1 - wanted
         if excess > 0:
             # Descending: right whether TD reads the indices before or during the
