@@ -248,6 +248,24 @@ mod tests {
     }
 
     #[test]
+    fn retired_events_wait_for_the_socket_thread_up_to_a_bound() {
+        let inbox = Inbox::new(4);
+        let message = Arc::new(Message::json("c", "f", 1, "1"));
+        let mut delivered: Vec<Event> = (0..RETIRED_MAX).map(|_| Event::Message(message.clone())).collect();
+        inbox.retire(&mut delivered);
+        assert!(delivered.is_empty());
+        assert_eq!(Arc::strong_count(&message), RETIRED_MAX + 1, "kept for the socket thread");
+        let mut more = vec![Event::Message(message.clone())];
+        inbox.retire(&mut more);
+        assert!(more.is_empty());
+        assert_eq!(Arc::strong_count(&message), RETIRED_MAX + 1, "past the bound a poll frees its own");
+        let mut spare = Vec::new();
+        inbox.free_retired(&mut spare);
+        assert_eq!(Arc::strong_count(&message), 1, "the socket thread freed them");
+        assert!(spare.is_empty() && spare.capacity() >= RETIRED_MAX, "its buffer kept for next time");
+    }
+
+    #[test]
     fn drops_oldest_and_counts_exactly() {
         let inbox = Inbox::new(3);
         for n in 0..10 {

@@ -104,7 +104,10 @@ def standins_section(results):
              "(tests/bench/standins.py), and the frame loop is plain Python at 60 fps: what remains is each "
              "client's own main-thread cost. The seed guide design is its DataNet.py as written (websocket-client "
              "thread, json.loads on that thread, queue.Queue, at most 50 messages dispatched per frame). CPU per "
-             "message is the whole process (every thread) over the window, divided by the messages received.",
+             "message is the whole process (every thread) over the window, divided by the messages received. "
+             "Each configuration ran %d times for %.0f s, interleaved with the others; a row is its median run "
+             "(counts summed over the runs; the runs' medians are in results.json)."
+             % (results.get("standin_repeats", 1), results.get("standin_window_s", results["window_s"])),
              ""] + header + standins_rows(runs)
     wake = results.get("wake_cost")
     if wake:

@@ -342,6 +342,19 @@ def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publis
             "frames": len(micros), "pid": os.getpid()}
 
 
+def combine(runs):
+    """Repeated runs of one configuration as one: the run with the median frame
+    cost stands for them (its p99 and CPU too), the counts add up, and it is ok
+    only if every run was."""
+    ordered = sorted(runs, key=lambda r: r["median_us"])
+    combined = dict(ordered[len(ordered) // 2])
+    for key in ("published", "received", "dropped", "accounted"):
+        combined[key] = sum(r[key] for r in runs)
+    combined["ok"] = all(r["ok"] for r in runs)
+    combined["runs_median_us"] = [r["median_us"] for r in runs]
+    return combined
+
+
 def wake_cost(lib_path, frames=240):
     """What the first work of a frame costs on this machine when the thread slept
     through the rest of the frame (as TD's main thread waits for the next frame),
