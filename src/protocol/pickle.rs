@@ -272,7 +272,7 @@ struct Opcodes<'b> {
 
 impl Opcodes<'_> {
     /// A string from its shared slot; `false` if it has none.
-    fn from_shared(&mut self, text: &[u8]) -> bool {
+    fn write_shared(&mut self, text: &[u8]) -> bool {
         let Some(slot) = self.shared.as_mut().and_then(|shared| shared.slot(text)) else { return false };
         self.out.extend_from_slice(&[BINGET, slot]);
         self.used.insert(slot);
@@ -280,14 +280,14 @@ impl Opcodes<'_> {
     }
 
     fn shared_or_inline(&mut self, text: &[u8]) {
-        if !self.from_shared(text) {
+        if !self.write_shared(text) {
             write_str(self.out, text);
         }
     }
 
     /// A key: from a shared slot, or from this message's memo once it wrote it.
     fn key_str(&mut self, key: &[u8]) {
-        if self.from_shared(key) {
+        if self.write_shared(key) {
             return;
         }
         let hash = fnv(key);
