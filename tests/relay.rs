@@ -336,6 +336,8 @@ fn upstream_frames_arrive_byte_for_byte_and_late_joiners_hear_of_an_outage() {
     assert!(on_stage[0].contains(&format!(r#""from":"{}""#, desk.conn_id)), "{}", on_stage[0]);
 
     // The public /stats shows the relay's state and counters, nothing that names it.
+    // The relay counts a message once its local clients have it: wait for the count.
+    wait_until("both counted as relayed in", || venue.relay.public_stats()["upstream"]["relayed_in"] == 2);
     let public = venue.relay.public_stats();
     assert_eq!(public["upstream"]["state"], "connected", "{public}");
     assert_eq!(public["upstream"]["relayed_in"], 2, "{public}");
