@@ -223,6 +223,26 @@
 #define DN_DELIVER_STORE_ONLY 2
 
 /*
+ The header fields of a decoded ArtDMX packet.
+ */
+typedef struct DnArtDmx {
+  uint8_t universe;
+  uint8_t subnet;
+  uint8_t net;
+  uint8_t sequence;
+  uint8_t physical;
+  uint8_t reserved;
+  /*
+   Net, Sub-Net and Universe as one 15-bit Port-Address.
+   */
+  uint16_t port_address;
+  /*
+   Bytes of DMX data (2..512).
+   */
+  uint32_t length;
+} DnArtDmx;
+
+/*
  What `dn_poll` did. With `DN_ERR_BUFFER_TOO_SMALL` only `len` is written: the
  bytes the first waiting event needs.
  */
@@ -302,26 +322,6 @@ typedef struct DnValuesInfo {
    */
   uint64_t names_len;
 } DnValuesInfo;
-
-/*
- The header fields of a decoded ArtDMX packet.
- */
-typedef struct DnArtDmx {
-  uint8_t universe;
-  uint8_t subnet;
-  uint8_t net;
-  uint8_t sequence;
-  uint8_t physical;
-  uint8_t reserved;
-  /*
-   Net, Sub-Net and Universe as one 15-bit Port-Address.
-   */
-  uint16_t port_address;
-  /*
-   Bytes of DMX data (2..512).
-   */
-  uint32_t length;
-} DnArtDmx;
 
 #ifdef __cplusplus
 extern "C" {
@@ -422,70 +422,6 @@ int32_t dn_publish_json(uint64_t handle, const char *channel, const char *json);
 int32_t dn_publish_binary(uint64_t handle, const char *channel, const uint8_t *data, size_t len, const char *content_type, const char *meta_json);
 
 /*
- Moves up to `max_events` waiting events (0 = the config's `max_events_per_poll`)
- into `buf` as consecutive records (format in this header's introduction), then
- the newest message of every `DN_DELIVER_LATEST` channel that had one. `flags`:
- 0, `DN_POLL_GROUP_JSON` or `DN_POLL_GROUP_PICKLE`. Events that do not fit stay queued, in order, for the
- next call. When not even the first fits, returns `DN_ERR_BUFFER_TOO_SMALL` with
- its size in `out_info->len` (a NULL `buf` with `cap` 0 asks just that).
-
- # Safety
- `buf` NULL with `cap` 0, or valid for `cap` bytes of writes; `out_info` valid.
- */
-int32_t dn_poll(uint64_t handle, uint8_t *buf, size_t cap, uint32_t max_events, uint32_t flags, struct DnPollInfo *out_info);
-
-/*
- Copies the newest table rows after row `after_seq` (0 = from the start), at
- most `max_rows` of them (the newest), as UTF-8 text without a NUL: rows
- separated by 0x1E, the cells `channel, data, from, ts` by 0x1F (neither occurs
- inside a cell). `data` is the JSON text as sent, cut after 4096 characters with
- `...`, or `<content type, N bytes>` for binary. `out_info->newest_seq` is the
- next `after_seq`; rows not returned are counted in `out_info->skipped`. The
- library keeps the newest `table_history` rows (config, default 1000).
-
- # Safety
- `buf` NULL with `cap` 0, or valid for `cap` bytes of writes; `out_info` valid.
- */
-int32_t dn_rows(uint64_t handle, uint64_t after_seq, uint32_t max_rows, uint8_t *buf, size_t cap, struct DnRowsInfo *out_info);
-
-/*
- Copies the numeric last values into `values` (in name order). When
- `known_generation` differs from the current generation (pass
- `DN_GENERATION_NONE` the first time) the names are also written to `names`
- as NUL-terminated JSON text: an array of `[channel, key]` pairs, key paths
- joined with `/` ("" for a bare number), in first-seen order (across and within
- messages: the publisher's field order). Values are doubles: integers beyond
- 2^53 are rounded to the nearest double. `*out_info` tells what was written.
- A too-small `values` or `names` returns `DN_ERR_BUFFER_TOO_SMALL` with the
- needed `count` and `names_len` in `*out_info` (NULL buffers with capacity 0
- ask just that).
-
- # Safety
- `values` NULL with `values_cap` 0 or valid for `values_cap` doubles; `names`
- NULL with `names_cap` 0 or valid for `names_cap` bytes; `out_info` valid.
- */
-int32_t dn_values(uint64_t handle, uint64_t known_generation, double *values, size_t values_cap, char *names, size_t names_cap, struct DnValuesInfo *out_info);
-
-/*
- The newest value of one numeric field (`key` "" for a bare number, else a path
- like "pos/x"). `DN_ERR_NOT_FOUND` when none is stored.
-
- # Safety
- `channel`, `key` NUL-terminated strings; `out_value` valid for a write.
- */
-int32_t dn_value(uint64_t handle, const char *channel, const char *key, double *out_value);
-
-/*
- The newest message of a subscribed channel as one record (the format of
- `dn_poll`, never grouped). `DN_ERR_NOT_FOUND` when none.
-
- # Safety
- `channel` NUL-terminated; `buf` NULL with `cap` 0 or valid for `cap` bytes;
- `out_len` valid.
- */
-int32_t dn_last_message(uint64_t handle, const char *channel, uint8_t *buf, size_t cap, size_t *out_len);
-
-/*
  Status as NUL-terminated JSON text: state, conn_id, counters, last_error,
  last_message_ms, rtt_ms and more (docs/REFERENCE.md lists every field).
 
@@ -581,6 +517,70 @@ int32_t dn_base64_encode(const uint8_t *data, size_t len, char *out, size_t cap,
  `out_len` valid.
  */
 int32_t dn_base64_decode(const char *text, uint8_t *out, size_t cap, size_t *out_len);
+
+/*
+ Moves up to `max_events` waiting events (0 = the config's `max_events_per_poll`)
+ into `buf` as consecutive records (format in this header's introduction), then
+ the newest message of every `DN_DELIVER_LATEST` channel that had one. `flags`:
+ 0, `DN_POLL_GROUP_JSON` or `DN_POLL_GROUP_PICKLE`. Events that do not fit stay queued, in order, for the
+ next call. When not even the first fits, returns `DN_ERR_BUFFER_TOO_SMALL` with
+ its size in `out_info->len` (a NULL `buf` with `cap` 0 asks just that).
+
+ # Safety
+ `buf` NULL with `cap` 0, or valid for `cap` bytes of writes; `out_info` valid.
+ */
+int32_t dn_poll(uint64_t handle, uint8_t *buf, size_t cap, uint32_t max_events, uint32_t flags, struct DnPollInfo *out_info);
+
+/*
+ Copies the newest table rows after row `after_seq` (0 = from the start), at
+ most `max_rows` of them (the newest), as UTF-8 text without a NUL: rows
+ separated by 0x1E, the cells `channel, data, from, ts` by 0x1F (neither occurs
+ inside a cell). `data` is the JSON text as sent, cut after 4096 characters with
+ `...`, or `<content type, N bytes>` for binary. `out_info->newest_seq` is the
+ next `after_seq`; rows not returned are counted in `out_info->skipped`. The
+ library keeps the newest `table_history` rows (config, default 1000).
+
+ # Safety
+ `buf` NULL with `cap` 0, or valid for `cap` bytes of writes; `out_info` valid.
+ */
+int32_t dn_rows(uint64_t handle, uint64_t after_seq, uint32_t max_rows, uint8_t *buf, size_t cap, struct DnRowsInfo *out_info);
+
+/*
+ Copies the numeric last values into `values` (in name order). When
+ `known_generation` differs from the current generation (pass
+ `DN_GENERATION_NONE` the first time) the names are also written to `names`
+ as NUL-terminated JSON text: an array of `[channel, key]` pairs, key paths
+ joined with `/` ("" for a bare number), in first-seen order (across and within
+ messages: the publisher's field order). Values are doubles: integers beyond
+ 2^53 are rounded to the nearest double. `*out_info` tells what was written.
+ A too-small `values` or `names` returns `DN_ERR_BUFFER_TOO_SMALL` with the
+ needed `count` and `names_len` in `*out_info` (NULL buffers with capacity 0
+ ask just that).
+
+ # Safety
+ `values` NULL with `values_cap` 0 or valid for `values_cap` doubles; `names`
+ NULL with `names_cap` 0 or valid for `names_cap` bytes; `out_info` valid.
+ */
+int32_t dn_values(uint64_t handle, uint64_t known_generation, double *values, size_t values_cap, char *names, size_t names_cap, struct DnValuesInfo *out_info);
+
+/*
+ The newest value of one numeric field (`key` "" for a bare number, else a path
+ like "pos/x"). `DN_ERR_NOT_FOUND` when none is stored.
+
+ # Safety
+ `channel`, `key` NUL-terminated strings; `out_value` valid for a write.
+ */
+int32_t dn_value(uint64_t handle, const char *channel, const char *key, double *out_value);
+
+/*
+ The newest message of a subscribed channel as one record (the format of
+ `dn_poll`, never grouped). `DN_ERR_NOT_FOUND` when none.
+
+ # Safety
+ `channel` NUL-terminated; `buf` NULL with `cap` 0 or valid for `cap` bytes;
+ `out_len` valid.
+ */
+int32_t dn_last_message(uint64_t handle, const char *channel, uint8_t *buf, size_t cap, size_t *out_len);
 
 #ifdef __cplusplus
 }  // extern "C"
