@@ -361,7 +361,6 @@ impl Client {
         Ok(())
     }
 
-    /// Takes the next event, if any.
     /// From now on JSON messages arrive already written as pickles (a host in
     /// Python asks for them at each poll; the flag stays once set).
     pub fn want_pickles(&self) {
@@ -375,6 +374,7 @@ impl Client {
         &self.shared.pickle_strings
     }
 
+    /// Takes the next event, if any.
     pub fn next_event(&self) -> Option<Event> {
         self.shared.inbox.pop()
     }

@@ -292,10 +292,10 @@ impl<'a> BatchWriter<'a> {
                 pickle::write_message(self.out, &mut self.memo, None, &message.channel, &message.from, message.ts, text)
             }
         };
-        if written.is_err() {
+        let Ok(defined_now) = written else {
             self.out.truncate(start);
             return Err(None);
-        }
+        };
         pickle::end_message(self.out, replaced);
         // The batch's closing bytes must fit too.
         if self.out.len() + pickle::CLOSE_LEN > self.cap {
@@ -307,9 +307,7 @@ impl<'a> BatchWriter<'a> {
             self.group = OpenGroup::Pickle(start);
             self.records += 1;
         }
-        if let Ok(defined_now) = written {
-            self.defined.add(&defined_now);
-        }
+        self.defined.add(&defined_now);
         Ok(())
     }
 

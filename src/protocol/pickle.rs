@@ -241,23 +241,26 @@ pub fn only_data_opcodes(bytes: &[u8]) -> bool {
 
 /// FNV-1a: memo keys are short strings where a keyed hash buys nothing.
 fn fnv(bytes: &[u8]) -> u64 {
-    fnv_more(0xcbf2_9ce4_8422_2325, bytes)
+    let mut hasher = FnvHasher::default();
+    hasher.write(bytes);
+    hasher.finish()
 }
 
-fn fnv_more(hash: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(hash, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
-}
+struct FnvHasher(u64);
 
-#[derive(Default)]
-struct FnvHasher(Option<u64>);
+impl Default for FnvHasher {
+    fn default() -> Self {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
 
 impl Hasher for FnvHasher {
     fn write(&mut self, bytes: &[u8]) {
-        self.0 = Some(fnv_more(self.0.unwrap_or(0xcbf2_9ce4_8422_2325), bytes));
+        self.0 = bytes.iter().fold(self.0, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
     }
 
     fn finish(&self) -> u64 {
-        self.0.unwrap_or(0)
+        self.0
     }
 }
 
