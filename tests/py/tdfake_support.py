@@ -1,4 +1,5 @@
-"""Shared by the tests of the TouchDesigner fake (test_tdfake*.py)."""
+"""Shared by the tests of the TouchDesigner fake (test_tdfake*.py) and of the
+network built in it (test_td.py)."""
 
 import os
 import sys

@@ -7,6 +7,7 @@ import pytest
 
 from conftest import (SCRIPT_CHOP_READINGS, build_readme_network, closed_at_the_gateway, peer, poll_until, run_until,
                       KEY, library_path)
+from tdfake_support import parameter_watcher
 
 each_chop_reading = pytest.mark.parametrize("td", SCRIPT_CHOP_READINGS, indirect=True)
 
@@ -189,16 +190,8 @@ def test_parameter_execute_drives_the_connection(td, lib_env):
     for name in ("Connect", "Disconnect", "Reset"):
         page.appendPulse(name)
     comp.create("textDAT", "DataNet").text = read("DataNet.py")
-    watcher = comp.create("parameterexecuteDAT", "parexec")
-    watcher.text = read("td/parameter_execute.py")
-    # As td/parameter_execute.py's header says; TD's defaults are not documented.
-    watcher.par.op = comp
-    watcher.par.pars = "*"
-    watcher.par.custom = True
-    watcher.par.builtin = False
-    watcher.par.valuechange = True
-    watcher.par.onpulse = True
-    watcher.par.valueschanged = False
+    # Every toggle set, as td/parameter_execute.py's header says; TD's defaults are not documented.
+    parameter_watcher(comp, read("td/parameter_execute.py"))
     comp.par.Apikey = KEY
     comp.par.Apiurl = lib_env.url
     comp.par.Wsurl = lib_env.ws_url
