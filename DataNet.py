@@ -41,7 +41,7 @@ import types
 __version__ = "0.1.0"
 
 #: The C ABI this file speaks (``DN_ABI_VERSION`` in include/datanet.h).
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 DEFAULT_API_URL = "https://api.datanet.art"
 DEFAULT_WS_URL = "wss://ws.datanet.art"
@@ -395,11 +395,11 @@ def _records(data):
         at += length
 
 
-# [[channel, from, ts, data, replaced], ...] of a DN_EVENT_MESSAGES_PICKLE record:
+# [(channel, from, ts, data, replaced), ...] of a DN_EVENT_MESSAGES_PICKLE record:
 # one C-level call builds the whole frame's objects. Plain pickle.loads (no
 # Unpickler subclass, no file object: that cost ~15 us a frame here) is safe on
-# these bytes: the library writes only data opcodes (list, dict, str, int, float,
-# bool, None) and checks each message for any other opcode before handing it over
+# these bytes: the library writes only data opcodes (list, tuple, dict, str, int,
+# float, bool, None) and checks each message for any other opcode before handing it over
 # (only_data_opcodes in src/protocol/pickle.rs); such a message comes as JSON text.
 _messages = pickle.loads
 

@@ -112,7 +112,7 @@
  The ABI version `DataNet.py` checks at load time. Bumped on any change to a
  signature, a constant, a struct, a rule of this header or the record format.
  */
-#define DN_ABI_VERSION 3
+#define DN_ABI_VERSION 4
 
 /*
  Record kind (`kind` byte): one JSON message; payload = the `d` value's text exactly as the gateway sent it.
@@ -162,8 +162,8 @@
 
 /*
  Several JSON messages in one record (only with `DN_POLL_GROUP_PICKLE`), for
- Python hosts: payload = a Python pickle (protocol 4, data only: list, dict, str,
- int, float, bool, None) of the list `[[channel, from, ts, data, replaced], ...]`,
+ Python hosts: payload = a Python pickle (protocol 4, data only: list, tuple, dict,
+ str, int, float, bool, None) of the list `[(channel, from, ts, data, replaced), ...]`,
  each `data` the value Python's `json.loads` makes of the gateway's text (big
  integers exact); the record's channel and from are empty, ts is 0. One pickle
  frame; every message in it was checked by the library to hold only data

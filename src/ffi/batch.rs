@@ -21,8 +21,9 @@
 //! `DN_EVENT_MESSAGES_JSON` record whose payload is one JSON array,
 //! `[[channel, from, ts, data, replaced], ...]`, with each `data` spliced in as
 //! the gateway's own text: a host turns a whole frame of messages into objects
-//! with one JSON parse. `DN_POLL_GROUP_PICKLE` makes the same list as a Python
-//! pickle (`DN_EVENT_MESSAGES_PICKLE`, see `protocol/pickle.rs`) for Python hosts:
+//! with one JSON parse. `DN_POLL_GROUP_PICKLE` makes the same messages a Python
+//! pickle, a list of tuples (`DN_EVENT_MESSAGES_PICKLE`, see `protocol/pickle.rs`),
+//! for Python hosts:
 //! each message's part is copied as the socket thread wrote it when it arrived.
 
 use std::io::Write;
@@ -125,7 +126,7 @@ fn event_record(event: &Event) -> Record<'_> {
             ..plain(EVENT_SUB_ACK, serde_json::json!({ "occupancy": occupancy }).to_string().into_bytes())
         },
         Event::Presence { channel, result } => {
-            let (flags, payload) = match result {
+            let (flags, payload) = match result.as_ref() {
                 Ok(presence) => (0, presence.to_json().to_string()),
                 Err(error) => (FLAG_ERROR, error.to_json().to_string()),
             };
@@ -471,8 +472,9 @@ mod tests {
         let error = DataNetError::new("rate_limited", "slow down").with_channel("c");
         let mut buf = Vec::new();
         let mut batch = BatchWriter::new(&mut buf, 1 << 20, Grouping::None);
-        batch.push_event(&Event::Error(error)).unwrap();
-        let failed = Event::Presence { channel: "c".into(), result: Err(DataNetError::new("not_connected", "no")) };
+        batch.push_event(&Event::Error(Box::new(error))).unwrap();
+        let failed =
+            Event::Presence { channel: "c".into(), result: Box::new(Err(DataNetError::new("not_connected", "no"))) };
         batch.push_event(&failed).unwrap();
         let out = batch.finish();
         assert_eq!(out[4], EVENT_ERROR);

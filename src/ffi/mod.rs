@@ -52,7 +52,7 @@ pub const DN_ERR_PANIC: i32 = -7;
 
 /// The ABI version `DataNet.py` checks at load time. Bumped on any change to a
 /// signature, a constant, a struct, a rule of this header or the record format.
-pub const DN_ABI_VERSION: u32 = 3;
+pub const DN_ABI_VERSION: u32 = 4;
 
 /// Record kind (`kind` byte): one JSON message; payload = the `d` value's text exactly as the gateway sent it.
 pub const DN_EVENT_MESSAGE_JSON: u8 = 1;
@@ -77,8 +77,8 @@ pub const DN_EVENT_PRESENCE: u8 = 7;
 /// gateway's own text; the record's channel and from are empty, ts is 0.
 pub const DN_EVENT_MESSAGES_JSON: u8 = 8;
 /// Several JSON messages in one record (only with `DN_POLL_GROUP_PICKLE`), for
-/// Python hosts: payload = a Python pickle (protocol 4, data only: list, dict, str,
-/// int, float, bool, None) of the list `[[channel, from, ts, data, replaced], ...]`,
+/// Python hosts: payload = a Python pickle (protocol 4, data only: list, tuple, dict,
+/// str, int, float, bool, None) of the list `[(channel, from, ts, data, replaced), ...]`,
 /// each `data` the value Python's `json.loads` makes of the gateway's text (big
 /// integers exact); the record's channel and from are empty, ts is 0. One pickle
 /// frame; every message in it was checked by the library to hold only data

@@ -364,8 +364,8 @@ def wake_cost(lib_path, frames=240):
     lib = ctypes.CDLL(lib_path)
     lib.dn_abi_version.restype = ctypes.c_uint32
     keys = ["f%d" % k for k in range(8)]
-    batch = pickle.dumps([["project.bench.ch%d" % (n % 10), "c-1", 1_700_000_000_000 + n,
-                           {key: n * k / 10.0 for k, key in enumerate(keys)}, 0] for n in range(17)], protocol=4)
+    batch = pickle.dumps([("project.bench.ch%d" % (n % 10), "c-1", 1_700_000_000_000 + n,
+                           {key: n * k / 10.0 for k, key in enumerate(keys)}, 0) for n in range(17)], protocol=4)
     work = {"a trivial library call (dn_abi_version)": lib.dn_abi_version,
             "1,000 additions in Python": lambda: sum(range(1000)),
             "pickle.loads of a frame's batch (17 messages of 8 fields)": lambda: pickle.loads(batch)}

@@ -1,8 +1,9 @@
-"""The per-frame path of DataNet.py on ABI 3: payloads as the publisher sent them,
+"""The per-frame path of DataNet.py on ABI 4: payloads as the publisher sent them,
 one json.loads per frame, newest-only callbacks, store-only channels, table rows
 and CHOP values read from the library."""
 
 import json
+import pickle
 import time
 
 import pytest
@@ -229,7 +230,10 @@ TEXTS = [
 ]
 
 
-def test_a_frames_batch_is_what_json_loads_makes_of_each_text(gateway):
+def test_a_frames_batch_is_what_json_loads_makes_of_each_text(gateway, monkeypatch):
+    import DataNet
+    batches = []
+    monkeypatch.setattr(DataNet, "_messages", lambda data: batches.append(pickle.loads(data)) or batches[-1])
     td = connected(gateway)
     rig = sensor_client(gateway)
     got = []
@@ -245,6 +249,8 @@ def test_a_frames_batch_is_what_json_loads_makes_of_each_text(gateway):
         time.sleep(0.005)
     td.poll()
     assert len(got) == len(TEXTS)
+    assert len(batches) == 1 and all(type(m) is tuple and len(m) == 5 for m in batches[0]), \
+        "one batch of (channel, from, ts, data, replaced) tuples"
 
     def typed(value):
         if isinstance(value, float):
