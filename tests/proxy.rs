@@ -157,7 +157,7 @@ fn first_error(config: Config, seen: &mut Vec<String>) -> (Client, datanet::prot
     seen.push(status.to_string());
     seen.push(error.to_json().to_string());
     seen.push(format!("{error:?}"));
-    (client, error)
+    (client, *error)
 }
 
 #[test]

@@ -602,13 +602,15 @@ async fn stop_requested(stop: &mut watch::Receiver<bool>) {
 fn start_presence(shared: &Arc<Shared>, channel: String) {
     let Some(token) = lock(&shared.token).clone() else {
         let error = DataNetError::new(NOT_CONNECTED, "presence needs a token; not connected yet");
-        shared.inbox.push(Event::Presence { channel: channel.clone(), result: Err(error.with_channel(&channel)) });
+        shared
+            .inbox
+            .push(Event::Presence { channel: channel.clone(), result: Box::new(Err(error.with_channel(&channel))) });
         return;
     };
     if shared.presence_in_flight.fetch_add(1, Ordering::AcqRel) >= super::MAX_PRESENCE_IN_FLIGHT {
         shared.presence_in_flight.fetch_sub(1, Ordering::AcqRel);
         let error = DataNetError::new(PRESENCE_FAILED, "too many presence requests in flight").with_channel(&channel);
-        shared.inbox.push(Event::Presence { channel, result: Err(error) });
+        shared.inbox.push(Event::Presence { channel, result: Box::new(Err(error)) });
         return;
     }
     let project = decode_claims(&token).ok().and_then(|claims| claims.pid);
@@ -633,7 +635,7 @@ fn start_presence(shared: &Arc<Shared>, channel: String) {
             }
         };
         let result = result.map_err(|e| shared.redact(e));
-        shared.inbox.push(Event::Presence { channel, result });
+        shared.inbox.push(Event::Presence { channel, result: Box::new(result) });
         shared.presence_in_flight.fetch_sub(1, Ordering::AcqRel);
     });
 }

@@ -86,7 +86,7 @@ impl Shared {
     pub fn report_error(&self, error: DataNetError) {
         let error = self.redact(error);
         lock(&self.health).last_error = Some(error.clone());
-        self.inbox.push(Event::Error(error));
+        self.inbox.push(Event::Error(Box::new(error)));
     }
 
     pub fn redact(&self, error: DataNetError) -> DataNetError {
@@ -104,7 +104,7 @@ impl Shared {
     }
 
     fn presence_error(&self, channel: &str, error: DataNetError) {
-        self.inbox.push(Event::Presence { channel: channel.to_string(), result: Err(error) });
+        self.inbox.push(Event::Presence { channel: channel.to_string(), result: Box::new(Err(error)) });
     }
 }
 

@@ -17,7 +17,7 @@ fn refused(config: Config) -> DataNetError {
     let last_error = client.status()["last_error"]["message"].as_str().unwrap_or("").to_string();
     assert_eq!(last_error, error.message, "status last_error is the reported error");
     assert_ne!(client.state(), State::Connected);
-    error
+    *error
 }
 
 #[test]

@@ -261,13 +261,13 @@ impl Relay {
             Event::Message(message) => self.relay_in(hub, &message),
             Event::Connected { conn_id } => self.connected(hub, conn_id),
             Event::Disconnected { reason } => self.lost(hub, &reason),
-            Event::Error(error) => self.upstream_error(hub, error),
+            Event::Error(error) => self.upstream_error(hub, *error),
             Event::SubAck { channel, occupancy } => {
                 if let Some(occupancy) = occupancy {
                     self.update_presence(&channel, Presence { occupancy, members: Vec::new() }, false);
                 }
             }
-            Event::Presence { channel, result } => match result {
+            Event::Presence { channel, result } => match *result {
                 Ok(presence) => self.update_presence(&channel, presence, true),
                 Err(_) => {
                     if let Some(entry) = lock(&self.presence).get_mut(&channel) {
