@@ -144,7 +144,7 @@ int main(int argc, char **argv) {
     int32_t rc = DN_OK;
 
     /* Versions. */
-    CHECK(dn_abi_version() == DN_ABI_VERSION && DN_ABI_VERSION == 3, "abi %u", dn_abi_version());
+    CHECK(dn_abi_version() == DN_ABI_VERSION && DN_ABI_VERSION == 4, "abi %u", dn_abi_version());
     CHECK(strlen(dn_version()) > 0, "version");
 
     /* Misuse before any client exists; argument checks come first. */
