@@ -352,6 +352,7 @@ def combine(runs):
         combined[key] = sum(r[key] for r in runs)
     combined["ok"] = all(r["ok"] for r in runs)
     combined["runs_median_us"] = [r["median_us"] for r in runs]
+    combined["runs_cpu_us_per_message"] = [r["cpu_us_per_message"] for r in runs]
     return combined
 
 
