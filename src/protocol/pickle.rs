@@ -22,8 +22,8 @@
 //! for integer literals (of any size: beyond 64 bits as a LONG opcode), floats for
 //! the rest (Rust and CPython both round correctly), str with JSON escapes resolved
 //! (a lone surrogate escape kept as Python keeps it), True/False/None, list, dict
-//! (a repeated key: the last one wins). Only list, dict, str, int, float, bool and
-//! None opcodes are written, never one that imports or calls anything.
+//! (a repeated key: the last one wins). Only list, tuple, dict, str, int, float,
+//! bool and None opcodes are written, never one that imports or calls anything.
 //!
 //! The input is text the envelope decoder already validated as JSON, read with the
 //! same walker as the numeric flattening (`json_walk`); a malformed value here
