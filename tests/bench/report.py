@@ -119,6 +119,7 @@ def standins_section(results):
                   "|---|---|---|"]
         for label, r in wake.items():
             lines.append("| %s | %.1f | %.1f |" % (label, r["warm_us"], r["after_sleep_us"]))
+    lines += parts_section(results.get("parts"))
     native = results.get("native_poll")
     if native:
         lines += ["", "The library's own cost per event inside one `dn_poll` (1,000 events of 8 numeric fields "
@@ -133,6 +134,27 @@ def standins_section(results):
                   "calls, sits between the two). Process CPU is left out: the spinning loop keeps a core busy.", ""]
         lines += header + standins_rows(spinning)
     lines += ["", "### Targets (issue 11; medians of this one run)", ""] + standin_targets(runs, spinning)
+    return lines
+
+
+def parts_section(parts):
+    """Where this project's frame goes, from the same loads run once more with
+    its parts timed (standins.TimedProject)."""
+    if not parts:
+        return []
+    names = []
+    for run in parts:
+        names += [name for name in run["parts"] if name not in names]
+    loads = ["%s, %s msg/s" % ("callbacks" if run["mode"] == "callbacks" else "table + CHOP", fmt(run["rate"]))
+             for run in parts]
+    lines = ["", "Where this project's frame goes: the same loads once more, the parts of its frame timed "
+             "(median µs per call; each timer adds a Python call, about a microsecond, to what it times; a "
+             "part a load does not use is blank):", "", "| part | " + " | ".join(loads) + " |",
+             "|---|" + "---|" * len(parts)]
+    for name in names:
+        cells = ["%.1f" % run["parts"][name]["median_us"] if name in run["parts"] else "" for run in parts]
+        lines.append("| %s | %s |" % (name.strip(), " | ".join(cells)))
+    lines.append("| the whole frame (median) | %s |" % " | ".join(fmt(run["median_us"]) for run in parts))
     return lines
 
 

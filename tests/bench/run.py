@@ -261,6 +261,14 @@ def main():
                                     fmt(r["p99_us"]), r["cpu_us_per_message"], r["received"], r["published"],
                                     "" if r["ok"] else " (behind)"), flush=True)
     results["standins"] = alone
+    # Where this project's frame goes: the same loads again, its parts timed.
+    results["parts"] = []
+    for mode, rate in STANDIN_RUNS:
+        timed = with_standins("project-timed", mode, rate, STANDIN_WINDOW_S)
+        results["parts"].append({"mode": mode, "rate": rate, "median_us": timed["median_us"], "parts": timed["parts"]})
+        print("  parts of this project's frame, %s %d msg/s (frame %s us): %s" % (
+            mode, rate, fmt(timed["median_us"]), ", ".join("%s %.1f us" % (part, r["median_us"])
+                                                           for part, r in timed["parts"].items())), flush=True)
     results["wake_cost"] = standins.wake_cost(library())
     reset_runtime()
     with Gateway() as gw:

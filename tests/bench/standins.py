@@ -287,7 +287,57 @@ class OfficialSdk(SeedDesign):
             print("  (datanet-sdk disconnect_sync: %r)" % error, flush=True)
 
 
-DESIGNS = {"project": ThisProject, "seed": SeedDesign, "sdk": OfficialSdk}
+class TimedProject(ThisProject):
+    """This project with the parts of its frame timed: the three library calls,
+    pickle.loads, the callbacks' dispatch and the two TD helpers (the helpers'
+    times include the library call each makes). Each timer adds a Python call to
+    what it times, about a microsecond, more in a cold frame."""
+
+    label = "this project, its frame's parts timed"
+
+    def start(self):
+        import DataNet
+        super().start()
+        lib = self.dn._state["lib"]
+        parts = [(lib, "dn_poll", "dn_poll"), (DataNet, "_messages", "pickle.loads"),
+                 (DataNet.DataNet, "_dispatch_json", "the callbacks' dispatch"),
+                 (DataNet.DataNet, "update_table", "update_table"), (lib, "dn_rows", "  of which dn_rows"),
+                 (DataNet.DataNet, "update_chop", "update_chop"), (lib, "dn_values", "  of which dn_values")]
+        self.order = [part for _, _, part in parts]
+        self.timings, self.measuring, self.restore = {}, False, []
+        for owner, name, part in parts:
+            original = getattr(owner, name)
+            setattr(owner, name, self.timed(part, original))
+            self.restore.append((owner, name, original))
+
+    def timed(self, part, function):
+        def timed_part(*args, **kwargs):
+            begin = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.timings.setdefault(part, []).append(time.perf_counter() - begin)
+        return timed_part
+
+    def frame(self):
+        if not self.measuring:  # the first frame under load: what came before was connecting
+            self.timings.clear()
+            self.measuring = True
+        super().frame()
+
+    def parts(self):
+        """Median µs per call of each part, and how many calls it had."""
+        return {part: {"median_us": statistics.median(self.timings[part]) * 1e6, "calls": len(self.timings[part])}
+                for part in self.order if part in self.timings}
+
+    def stop(self):
+        # The library object is shared by every later run: put its functions back.
+        for owner, name, original in self.restore:
+            setattr(owner, name, original)
+        super().stop()
+
+
+DESIGNS = {"project": ThisProject, "seed": SeedDesign, "sdk": OfficialSdk, "project-timed": TimedProject}
 
 
 def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publishers, spin=False):
@@ -330,6 +380,7 @@ def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publis
     client.frame()  # the frame after the last message: its rows are shown or counted
     cpu = time.process_time() - cpu_start
     received, dropped, _, accounted = client.counts()
+    parts = client.parts() if hasattr(client, "parts") else None
     client.stop()
     micros = sorted(c * 1e6 for c in costs)
     median = statistics.median(micros)
@@ -339,7 +390,7 @@ def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publis
             "ok": received >= published and dropped == 0 and accounted >= published,
             "median_us": median, "p99_us": micros[min(len(micros) - 1, int(0.99 * len(micros)))],
             "per_message_us": median / per_frame, "cpu_us_per_message": 1e6 * cpu / max(1, received),
-            "frames": len(micros), "pid": os.getpid()}
+            "frames": len(micros), "pid": os.getpid(), "parts": parts}
 
 
 def combine(runs):
