@@ -217,6 +217,9 @@ def test_newest_only_calls_on_message_once_per_frame_per_channel(td, component, 
     run_until(td, lambda: comp.op("callbacks").module.seen, what="the callback")
     assert comp.op("callbacks").module.seen == [({"n": 39}, 39)], "once, the newest, standing for 39 more"
     comp.par.Newestonly = False
+    # TD runs Parameter Execute callbacks at the frame's end: the change takes hold
+    # after one frame, so messages published before that may still be coalesced.
+    td.run_frames(1)
     rig.publish("project.demo.comp", {"n": 40})
     rig.publish("project.demo.comp", {"n": 41})
     run_until(td, lambda: comp.op("callbacks").module.seen[-1] == ({"n": 41}, 0), what="every message again")
