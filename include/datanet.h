@@ -206,13 +206,6 @@
 #define DN_POLL_GROUP_PICKLE 2
 
 /*
- `dn_rows` flag: the rows as a Python pickle (protocol 4, one frame, data only)
- of `[[channel, data, from, ts], ...]`, lists of str, the shape a Table DAT's
- `appendRows` takes; without it (0), the rows as text.
- */
-#define DN_ROWS_PICKLE 1
-
-/*
  `dn_set_delivery` mode: every message of the channel is an event (the default).
  */
 #define DN_DELIVER_EVERY 0
@@ -540,19 +533,17 @@ int32_t dn_poll(uint64_t handle, uint8_t *buf, size_t cap, uint32_t max_events, 
 
 /*
  Copies the newest table rows after row `after_seq` (0 = from the start), at
- most `max_rows` of them (the newest). `flags` 0: as UTF-8 text without a NUL,
- rows separated by 0x1E, the cells `channel, data, from, ts` by 0x1F (neither
- occurs inside a cell). `DN_ROWS_PICKLE`: as a Python pickle of the same rows,
- `[[channel, data, from, ts], ...]` (no bytes at all when there are no rows).
- `data` is the JSON text as sent, cut after 4096 characters with `...`, or
- `<content type, N bytes>` for binary. `out_info->newest_seq` is the
+ most `max_rows` of them (the newest), as UTF-8 text without a NUL: rows
+ separated by 0x1E, the cells `channel, data, from, ts` by 0x1F (neither occurs
+ inside a cell). `data` is the JSON text as sent, cut after 4096 characters with
+ `...`, or `<content type, N bytes>` for binary. `out_info->newest_seq` is the
  next `after_seq`; rows not returned are counted in `out_info->skipped`. The
  library keeps the newest `table_history` rows (config, default 1000).
 
  # Safety
  `buf` NULL with `cap` 0, or valid for `cap` bytes of writes; `out_info` valid.
  */
-int32_t dn_rows(uint64_t handle, uint64_t after_seq, uint32_t max_rows, uint32_t flags, uint8_t *buf, size_t cap, struct DnRowsInfo *out_info);
+int32_t dn_rows(uint64_t handle, uint64_t after_seq, uint32_t max_rows, uint8_t *buf, size_t cap, struct DnRowsInfo *out_info);
 
 /*
  Copies the numeric last values into `values` (in name order). When

@@ -14,7 +14,6 @@ mod tls;
 pub use config::{Config, TlsRoots};
 pub use event::{Body, Event, Message, Pending};
 pub use rows::RowsRead;
-pub(crate) use rows::{CELL_SEPARATOR, ROW_SEPARATOR};
 pub use status::State;
 pub use store::Snapshot;
 

@@ -100,10 +100,6 @@ pub const DN_POLL_GROUP_JSON: u32 = 1;
 /// record, which Python's `pickle.loads` turns into objects faster than `json.loads`
 /// (not with `DN_POLL_GROUP_JSON`).
 pub const DN_POLL_GROUP_PICKLE: u32 = 2;
-/// `dn_rows` flag: the rows as a Python pickle (protocol 4, one frame, data only)
-/// of `[[channel, data, from, ts], ...]`, lists of str, the shape a Table DAT's
-/// `appendRows` takes; without it (0), the rows as text.
-pub const DN_ROWS_PICKLE: u32 = 1;
 /// `dn_set_delivery` mode: every message of the channel is an event (the default).
 pub const DN_DELIVER_EVERY: u32 = 0;
 /// `dn_set_delivery` mode: at most one message of the channel per `dn_poll`, the

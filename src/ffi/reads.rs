@@ -9,10 +9,9 @@ use super::batch::{self, BatchWriter, Grouping};
 use super::{
     check_buffer, check_out, client, guard, text, too_small, write_bytes, DnPollInfo, DnRowsInfo, DnValuesInfo,
     Failure, DN_ERR_BUFFER_TOO_SMALL, DN_ERR_INVALID_ARGUMENT, DN_ERR_NOT_FOUND, DN_POLL_GROUP_JSON,
-    DN_POLL_GROUP_PICKLE, DN_ROWS_PICKLE,
+    DN_POLL_GROUP_PICKLE,
 };
-use crate::client::{Event, CELL_SEPARATOR, ROW_SEPARATOR};
-use crate::protocol::pickle;
+use crate::client::Event;
 
 thread_local! {
     /// One poll's batch is built here and copied out once; kept between calls so a
@@ -112,12 +111,10 @@ pub unsafe extern "C" fn dn_poll(
 }
 
 /// Copies the newest table rows after row `after_seq` (0 = from the start), at
-/// most `max_rows` of them (the newest). `flags` 0: as UTF-8 text without a NUL,
-/// rows separated by 0x1E, the cells `channel, data, from, ts` by 0x1F (neither
-/// occurs inside a cell). `DN_ROWS_PICKLE`: as a Python pickle of the same rows,
-/// `[[channel, data, from, ts], ...]` (no bytes at all when there are no rows).
-/// `data` is the JSON text as sent, cut after 4096 characters with `...`, or
-/// `<content type, N bytes>` for binary. `out_info->newest_seq` is the
+/// most `max_rows` of them (the newest), as UTF-8 text without a NUL: rows
+/// separated by 0x1E, the cells `channel, data, from, ts` by 0x1F (neither occurs
+/// inside a cell). `data` is the JSON text as sent, cut after 4096 characters with
+/// `...`, or `<content type, N bytes>` for binary. `out_info->newest_seq` is the
 /// next `after_seq`; rows not returned are counted in `out_info->skipped`. The
 /// library keeps the newest `table_history` rows (config, default 1000).
 ///
@@ -128,7 +125,6 @@ pub unsafe extern "C" fn dn_rows(
     handle: u64,
     after_seq: u64,
     max_rows: u32,
-    flags: u32,
     buf: *mut u8,
     cap: usize,
     out_info: *mut DnRowsInfo,
@@ -136,34 +132,17 @@ pub unsafe extern "C" fn dn_rows(
     guard(|| {
         check_buffer(buf, cap, "buf")?;
         check_out(out_info, "out_info")?;
-        let pickled = match flags {
-            0 => false,
-            DN_ROWS_PICKLE => true,
-            _ => {
-                let why = format!("invalid_argument: rows flags {flags:#x} (0 or DN_ROWS_PICKLE)");
-                return Err(Failure(DN_ERR_INVALID_ARGUMENT, why));
-            }
-        };
         let mut text = String::new();
         let read = client(handle)?.read_rows(after_seq, max_rows as usize, &mut text);
-        let mut pickle = Vec::new();
-        let bytes = if pickled && read.rows > 0 {
-            // A table's channel and sender repeat from row to row.
-            let rows = text.split(ROW_SEPARATOR).map(|row| row.split(CELL_SEPARATOR));
-            pickle::write_table_rows(&mut pickle, rows, &[0, 2]);
-            &pickle[..]
-        } else {
-            text.as_bytes()
-        };
-        if bytes.len() > cap {
-            std::ptr::addr_of_mut!((*out_info).len).write(bytes.len() as u64);
-            return Err(too_small(cap, bytes.len()));
+        if text.len() > cap {
+            std::ptr::addr_of_mut!((*out_info).len).write(text.len() as u64);
+            return Err(too_small(cap, text.len()));
         }
-        if !bytes.is_empty() {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len());
+        if !text.is_empty() {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buf, text.len());
         }
         out_info.write(DnRowsInfo {
-            len: bytes.len() as u64,
+            len: text.len() as u64,
             rows: read.rows as u32,
             reserved: 0,
             newest_seq: read.newest_seq,

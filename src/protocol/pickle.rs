@@ -159,38 +159,6 @@ impl SharedStrings {
     }
 }
 
-/// Writes table rows as one batch: the list `[[cell, ...], ...]` of str, the shape
-/// a Table DAT's `appendRows` takes. Cells of `repeated_columns` (a table's channel
-/// and sender) are memoized, so Python makes each distinct one once (up to 256;
-/// later ones are written in full). Cells are length-prefixed strings, so no text
-/// can read as an opcode.
-pub fn write_table_rows<'a, R, C>(out: &mut Vec<u8>, rows: R, repeated_columns: &[usize])
-where
-    R: IntoIterator<Item = C>,
-    C: IntoIterator<Item = &'a str>,
-{
-    let start = open_batch(out);
-    let mut memo: HashMap<&str, u8, BuildHasherDefault<FnvHasher>> = HashMap::default();
-    for row in rows {
-        out.extend_from_slice(&[EMPTY_LIST, MARK]);
-        for (column, cell) in row.into_iter().enumerate() {
-            if !repeated_columns.contains(&column) {
-                write_str(out, cell.as_bytes());
-            } else if let Some(&slot) = memo.get(cell) {
-                out.extend_from_slice(&[BINGET, slot]);
-            } else {
-                write_str(out, cell.as_bytes());
-                if let Ok(slot) = u8::try_from(memo.len()) {
-                    memo.insert(cell, slot);
-                    out.extend_from_slice(&[BINPUT, slot]);
-                }
-            }
-        }
-        out.push(APPENDS);
-    }
-    close_batch(out, start);
-}
-
 /// Defines the shared slots in `slots` (inside a batch, before the first message
 /// that reads them): each string put in its slot, then taken off the stack.
 pub fn define_slots(out: &mut Vec<u8>, strings: &SharedStrings, slots: &SlotsUsed) {
@@ -517,50 +485,6 @@ mod tests {
         let after_from = [SHORT_BINUNICODE, 1, b'f', BININT1, 5];
         assert_eq!(&rest[..after_from.len()], &after_from);
         rest[after_from.len()..].to_vec()
-    }
-
-    #[test]
-    fn table_rows_are_lists_of_str_with_repeated_cells_memoized() {
-        let mut out = Vec::new();
-        let rows = [["ch", "{\"a\":1}", "c-1", "5"], ["ch", "2", "c-1", "6"]];
-        write_table_rows(&mut out, rows.iter().map(|row| row.iter().copied()), &[0, 2]);
-        assert!(only_data_opcodes(&out));
-        let framed = (out.len() - 11) as u64;
-        let mut expected = vec![PROTO, 4, FRAME];
-        expected.extend_from_slice(&framed.to_le_bytes());
-        expected.extend_from_slice(&[EMPTY_LIST, MARK, EMPTY_LIST, MARK]);
-        expected.extend_from_slice(&[SHORT_BINUNICODE, 2, b'c', b'h', BINPUT, 0]);
-        expected.extend_from_slice(&[SHORT_BINUNICODE, 7]);
-        expected.extend_from_slice(b"{\"a\":1}");
-        expected.extend_from_slice(&[SHORT_BINUNICODE, 3, b'c', b'-', b'1', BINPUT, 1]);
-        expected.extend_from_slice(&[SHORT_BINUNICODE, 1, b'5', APPENDS]);
-        expected.extend_from_slice(&[EMPTY_LIST, MARK, BINGET, 0, SHORT_BINUNICODE, 1, b'2', BINGET, 1]);
-        expected.extend_from_slice(&[SHORT_BINUNICODE, 1, b'6', APPENDS, APPENDS, STOP]);
-        assert_eq!(out, expected);
-    }
-
-    #[test]
-    fn table_rows_past_256_distinct_repeated_cells_are_written_in_full() {
-        let names: Vec<String> = (0..300).map(|n| format!("ch{n}")).collect();
-        let mut out = Vec::new();
-        write_table_rows(&mut out, names.iter().chain(&names).map(|name| [name.as_str()]), &[0]);
-        assert!(only_data_opcodes(&out));
-        let mut expected = Vec::new();
-        let start = open_batch(&mut expected);
-        for (pass, slot) in [0, 1].into_iter().flat_map(|pass| (0..300).map(move |slot| (pass, slot))) {
-            expected.extend_from_slice(&[EMPTY_LIST, MARK]);
-            match (pass, u8::try_from(slot)) {
-                (0, Ok(slot)) => {
-                    write_str(&mut expected, names[usize::from(slot)].as_bytes());
-                    expected.extend_from_slice(&[BINPUT, slot]);
-                }
-                (_, Ok(slot)) => expected.extend_from_slice(&[BINGET, slot]),
-                (_, Err(_)) => write_str(&mut expected, names[slot].as_bytes()),
-            }
-            expected.push(APPENDS);
-        }
-        close_batch(&mut expected, start);
-        assert_eq!(out, expected, "the first 256 names get a slot and are read back; the rest are written in full");
     }
 
     #[test]

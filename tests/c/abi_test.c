@@ -278,26 +278,18 @@ int main(int argc, char **argv) {
     /* Table rows: channel, data, from, ts; newest first cut by max_rows, the rest counted. */
     DnRowsInfo ri;
     char rows[4096];
-    CHECK(dn_rows(receiver, 0, 100, 0, NULL, 0, &ri) == DN_ERR_BUFFER_TOO_SMALL && ri.len > 0, "rows size query");
+    CHECK(dn_rows(receiver, 0, 100, NULL, 0, &ri) == DN_ERR_BUFFER_TOO_SMALL && ri.len > 0, "rows size query");
     size_t rows_len = (size_t)ri.len;
-    CHECK(dn_rows(receiver, 0, 100, 0, (uint8_t *)rows, rows_len, &ri) == DN_OK && ri.rows == 3 && ri.newest_seq == 3 &&
+    CHECK(dn_rows(receiver, 0, 100, (uint8_t *)rows, rows_len, &ri) == DN_OK && ri.rows == 3 && ri.newest_seq == 3 &&
               ri.skipped == 0 && ri.len == rows_len,
           "three rows");
     CHECK(memchr(rows, '\x1e', rows_len) != NULL && memcmp(rows, "project.demo.c\x1f", 15) == 0, "layout");
-    CHECK(dn_rows(receiver, 0, 1, 0, (uint8_t *)rows, sizeof rows, &ri) == DN_OK && ri.rows == 1 && ri.skipped == 2,
+    CHECK(dn_rows(receiver, 0, 1, (uint8_t *)rows, sizeof rows, &ri) == DN_OK && ri.rows == 1 && ri.skipped == 2,
           "max_rows keeps the newest and counts the rest");
     rows[ri.len] = 0;
     CHECK(strstr(rows, "[1,2,3]\x1f") != NULL, "newest row %s", rows);
-    CHECK(dn_rows(receiver, 3, 100, 0, NULL, 0, &ri) == DN_OK && ri.rows == 0 && ri.len == 0, "nothing new");
-    CHECK(dn_rows(receiver, 0, 100, 0, NULL, 5, &ri) == DN_ERR_NULL_POINTER, "NULL rows with a capacity");
-    /* The same rows as a Python pickle of lists of str (for Python hosts). */
-    CHECK(dn_rows(receiver, 0, 100, DN_ROWS_PICKLE, (uint8_t *)rows, sizeof rows, &ri) == DN_OK && ri.rows == 3 &&
-              ri.len > 4 && (uint8_t)rows[0] == 0x80 && rows[1] == 4 && rows[ri.len - 1] == '.' &&
-              memchr(rows, '\x1f', ri.len) == NULL,
-          "rows pickle: %llu bytes", (unsigned long long)ri.len);
-    CHECK(dn_rows(receiver, 3, 100, DN_ROWS_PICKLE, NULL, 0, &ri) == DN_OK && ri.rows == 0 && ri.len == 0,
-          "no rows, no bytes");
-    CHECK(dn_rows(receiver, 0, 100, 7, (uint8_t *)rows, sizeof rows, &ri) == DN_ERR_INVALID_ARGUMENT, "bad rows flags");
+    CHECK(dn_rows(receiver, 3, 100, NULL, 0, &ri) == DN_OK && ri.rows == 0 && ri.len == 0, "nothing new");
+    CHECK(dn_rows(receiver, 0, 100, NULL, 5, &ri) == DN_ERR_NULL_POINTER, "NULL rows with a capacity");
 
     /* Grouped JSON, newest-only and store-only delivery. */
     CHECK(dn_set_delivery(receiver, "project.demo.never", DN_DELIVER_LATEST) == DN_ERR_NOT_FOUND, "not subscribed");
@@ -350,7 +342,7 @@ int main(int argc, char **argv) {
     CHECK(x == 99.0, "store-only messages reach the store");
     CHECK(dn_poll(receiver, batch, sizeof batch, 0, DN_POLL_GROUP_JSON, &pi) == DN_OK && pi.events == 0,
           "and no event");
-    CHECK(dn_rows(receiver, 0, 1, 0, (uint8_t *)rows, sizeof rows, &ri) == DN_OK && ri.rows == 1, "but a row");
+    CHECK(dn_rows(receiver, 0, 1, (uint8_t *)rows, sizeof rows, &ri) == DN_OK && ri.rows == 1, "but a row");
     rows[ri.len] = 0;
     CHECK(strstr(rows, "{\"n\":99}") != NULL, "row %s", rows);
 
