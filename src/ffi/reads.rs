@@ -24,9 +24,10 @@ thread_local! {
 /// Moves up to `max_events` waiting events (0 = the config's `max_events_per_poll`)
 /// into `buf` as consecutive records (format in this header's introduction), then
 /// the newest message of every `DN_DELIVER_LATEST` channel that had one. `flags`:
-/// 0, `DN_POLL_GROUP_JSON` or `DN_POLL_GROUP_PICKLE`. Events that do not fit stay queued, in order, for the
-/// next call. When not even the first fits, returns `DN_ERR_BUFFER_TOO_SMALL` with
-/// its size in `out_info->len` (a NULL `buf` with `cap` 0 asks just that).
+/// 0, `DN_POLL_GROUP_JSON` or `DN_POLL_GROUP_PICKLE`. Events that do not fit stay
+/// queued, in order, for the next call. When not even the first fits, returns
+/// `DN_ERR_BUFFER_TOO_SMALL` with its size in `out_info->len` (a NULL `buf` with
+/// `cap` 0 asks just that).
 ///
 /// # Safety
 /// `buf` NULL with `cap` 0, or valid for `cap` bytes of writes; `out_info` valid.
