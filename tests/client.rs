@@ -608,3 +608,43 @@ fn echo_off_drops_own_messages_and_counts_them() {
     assert_eq!(json_of(&wait_message(&quiet, "project.demo.echo")), json!("theirs"));
     assert_eq!(counter(&quiet, "received"), 1);
 }
+
+#[test]
+fn frequent_messages_are_read_on_the_pace_timer_in_order_and_sparse_ones_on_wakes() {
+    let gw = Gateway::start();
+    let channel = "project.demo.paced";
+    // 20 ms: the messages' 1 ms gaps stay well inside it even on a loaded machine.
+    let mut c = config(&gw);
+    c.read_pace = Duration::from_millis(20);
+    let paced = connected(c);
+    let mut c = config(&gw);
+    c.read_pace = Duration::ZERO;
+    let unpaced = connected(c);
+    for receiver in [&paced, &unpaced] {
+        subscribed(receiver, channel);
+    }
+    let sender = connected(config(&gw));
+    let sent = 300;
+    for n in 0..sent {
+        sender.publish_json(channel, &json!({"n": n}).to_string()).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for receiver in [&paced, &unpaced] {
+        wait_until("every message received", || counter(receiver, "received") == sent);
+        let order: Vec<Value> = std::iter::from_fn(|| receiver.next_event())
+            .filter_map(|e| match e {
+                Event::Message(m) => Some(json_of(&m)["n"].clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(order, (0..sent).map(|n| json!(n)).collect::<Vec<_>>());
+    }
+    assert!(counter(&paced, "reads_on_timer") > 0, "{}", paced.status()["counters"]);
+    assert_eq!(counter(&unpaced, "reads_on_timer"), 0);
+    // Quiet for far longer than the ticks that end pacing: a lone message is read on a wake.
+    std::thread::sleep(Duration::from_secs(1));
+    let timed = counter(&paced, "reads_on_timer");
+    sender.publish_json(channel, r#"{"n":"last"}"#).unwrap();
+    assert_eq!(json_of(&wait_message(&paced, channel))["n"], "last");
+    assert_eq!(counter(&paced, "reads_on_timer"), timed, "read on a wake, not a tick");
+}

@@ -12,6 +12,11 @@ use crate::protocol::proxy::ProxySetting;
 
 pub(crate) const DEFAULT_API_URL: &str = "https://api.datanet.art";
 pub(crate) const DEFAULT_WS_URL: &str = "wss://ws.datanet.art";
+/// 2 ms: a host polling once a frame sees most messages in the frame it would
+/// have anyway (measured in README, "Reading the socket on a timer").
+const DEFAULT_READ_PACE: Duration = Duration::from_millis(2);
+/// Beyond a few frames the delay would show.
+const MAX_READ_PACE_MS: u64 = 50;
 
 /// Every setting of one client. `Debug` is implemented by hand to keep the API
 /// key out of any output.
@@ -52,6 +57,9 @@ pub struct Config {
     pub dmx_normalize: bool,
     /// Receive this connection's own messages (the gateway sends them back).
     pub echo: bool,
+    /// While socket reads come closer together than this, read every this
+    /// often instead of on every packet (`protocol::pacing`); zero: never.
+    pub read_pace: Duration,
 }
 
 impl Config {
@@ -80,6 +88,7 @@ impl Config {
             proxy: None,
             dmx_normalize: false,
             echo: true,
+            read_pace: DEFAULT_READ_PACE,
         }
     }
 
@@ -143,6 +152,10 @@ impl Config {
         }
         if let Some(flag) = reader.boolean("echo")? {
             c.echo = flag;
+        }
+        // 0 is allowed: read on every packet.
+        if let Some(n) = reader.integer("read_pace_ms", 0, MAX_READ_PACE_MS)? {
+            c.read_pace = Duration::from_millis(n);
         }
         if let Some(unknown) = reader.map.keys().next() {
             return Err(invalid(format!("unknown config key \"{unknown}\"")));
@@ -275,11 +288,14 @@ mod tests {
         assert_eq!(c.api_url, DEFAULT_API_URL);
         assert_eq!(c.heartbeat_interval, Duration::from_secs(30));
         assert_eq!(c.max_reconnect_attempts, 0);
+        assert_eq!(c.read_pace, Duration::from_millis(2));
         let c = Config::from_json(
             r#"{"api_key":"ak_1","api_url":"http://localhost:1","ws_url":"ws://localhost:1","heartbeat_interval_ms":100,
-                "outbound_max_messages":5,"device_id":"d","ca_file":null,"dmx_normalize":true}"#,
+                "outbound_max_messages":5,"device_id":"d","ca_file":null,"dmx_normalize":true,
+                "read_pace_ms":0}"#,
         )
         .unwrap();
+        assert_eq!(c.read_pace, Duration::ZERO);
         assert_eq!(c.heartbeat_interval, Duration::from_millis(100));
         assert_eq!(c.outbound_max_messages, 5);
         assert_eq!(c.device_id.as_deref(), Some("d"));
@@ -302,6 +318,8 @@ mod tests {
             (r#"{"api_key":"k","tls_roots":true}"#, "tls_roots"),
             (r#"{"api_key":"k","proxy":"socks5://proxy:1080"}"#, "config key \"proxy\": SOCKS"),
             (r#"{"api_key":"k","proxy":8080}"#, "proxy"),
+            (r#"{"api_key":"k","read_pace_ms":51}"#, "read_pace_ms\" must be an integer in 0..=50"),
+            (r#"{"api_key":"k","read_pace_ms":-1}"#, "read_pace_ms"),
         ] {
             let e = Config::from_json(text).unwrap_err();
             assert_eq!(e.code, INVALID_ARGUMENT);

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::event::{lock, Body, Event, Message};
+use super::paced::PacedStream;
 use super::proxy::{self, Route};
 use super::status::{Counters, State};
 use super::store::Numbers;
@@ -35,10 +36,11 @@ use crate::protocol::error::{
 use crate::protocol::jwt::{decode_claims, Claims};
 use crate::protocol::lighting;
 use crate::protocol::pickle::{self, Pickled};
+use crate::protocol::proxy::Target;
 use crate::protocol::rest::{join_url, parse_presence_response, parse_token_response, presence_path, TokenRequest};
 use crate::protocol::subscriptions::Delivery;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<MaybeTlsStream<PacedStream>>;
 
 /// Frames written per wake before reads get a turn.
 const WRITE_BATCH: usize = 256;
@@ -224,12 +226,22 @@ async fn open(shared: &Shared, token: &str, tunnel: Option<TcpStream>) -> Result
         .max_message_size(Some(config.max_message_bytes))
         .max_frame_size(Some(config.max_message_bytes));
     let connector = Some(Connector::Rustls(shared.tls.clone()));
-    let handshake = match tunnel {
-        None => tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, connector).await,
-        Some(stream) => {
-            tokio_tungstenite::client_async_tls_with_config(request, stream, Some(ws_config), connector).await
+    let stream = match tunnel {
+        Some(stream) => stream,
+        None => {
+            let target =
+                Target::from_url(&config.ws_url).ok_or_else(|| failed("ws_url has no host and port".into()))?;
+            let stream = TcpStream::connect((target.host.as_str(), target.port))
+                .await
+                .map_err(|e| failed(format!("cannot connect to {url}: {e}")))?;
+            // Messages are small and go out as soon as they are written.
+            let _ = stream.set_nodelay(true);
+            stream
         }
     };
+    let reads = shared.counters.socket_reads.clone();
+    let stream = PacedStream::new(stream, config.read_pace, shared.host_polls.clone(), reads);
+    let handshake = tokio_tungstenite::client_async_tls_with_config(request, stream, Some(ws_config), connector).await;
     let (mut ws, _response) = handshake.map_err(|e| match e {
         tungstenite::Error::Http(response) if matches!(response.status().as_u16(), 401 | 403) => {
             let status = response.status().as_u16();

@@ -5,6 +5,7 @@
 mod config;
 mod connection;
 mod event;
+mod paced;
 mod proxy;
 mod rows;
 mod status;
@@ -34,6 +35,7 @@ use crate::protocol::proxy::{ProxyEnvironment, ProxySetting};
 use crate::protocol::streams::{StreamPayload, Streams, MAX_STREAMS};
 use crate::protocol::subscriptions::{Delivery, SubscriptionRegistry};
 use event::{lock, Inbox, LatestSlots};
+use paced::HostPolls;
 use rows::RowRing;
 use status::{Counters, Gauges, Health};
 use store::LastValues;
@@ -78,6 +80,8 @@ pub(crate) struct Shared {
     /// The strings pickled messages share (written on the socket thread, read by
     /// a poll that defines them in its batch).
     pub pickle_strings: Mutex<SharedStrings>,
+    /// The host's poll cadence, which bounds the socket's read pace.
+    pub host_polls: Arc<HostPolls>,
 }
 
 impl Shared {
@@ -166,6 +170,7 @@ impl Client {
             streams: Mutex::new(Streams::default()),
             wake: tokio::sync::Notify::new(),
             pickle_strings: Mutex::new(SharedStrings::default()),
+            host_polls: Arc::default(),
             config,
         };
         Ok(Client { shared: Arc::new(shared), worker: Mutex::new(None) })
@@ -367,6 +372,12 @@ impl Client {
         if !self.shared.polled.pickles_wanted.load(Ordering::Relaxed) {
             self.shared.polled.pickles_wanted.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// The host polls once a frame (or however often it does): the socket is
+    /// never read at a pace above a share of that interval (`protocol::pacing`).
+    pub fn polled(&self) {
+        self.shared.host_polls.polled();
     }
 
     /// The strings pickled messages share, for the poll that defines them.

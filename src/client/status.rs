@@ -1,6 +1,7 @@
 //! Connection state, counters and the status report.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -49,6 +50,16 @@ pub struct Counters {
     pub replaced_latest: AtomicU64,
     /// Unix ms of the newest inbound message; 0 = none yet.
     pub last_message_ms: AtomicI64,
+    /// Shared with the connection's stream, which counts them.
+    pub socket_reads: Arc<SocketReads>,
+}
+
+/// Socket reads that returned data, by what started them: a readiness wake, or
+/// the pace timer while data comes often (`read_pace_ms`).
+#[derive(Default)]
+pub struct SocketReads {
+    pub on_wake: AtomicU64,
+    pub on_timer: AtomicU64,
 }
 
 impl Counters {
@@ -113,6 +124,8 @@ pub fn status_json(health: &Health, counters: &Counters, gauges: &Gauges) -> Val
             "coalesced": gauges.coalesced,
             "streams_pending": gauges.streams_pending,
             "dropped_values": gauges.dropped_values,
+            "reads_on_wake": c(&counters.socket_reads.on_wake),
+            "reads_on_timer": c(&counters.socket_reads.on_timer),
         },
         "events_pending": gauges.events_pending,
         "subscriptions": gauges.subscriptions,

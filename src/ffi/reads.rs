@@ -54,6 +54,7 @@ pub unsafe extern "C" fn dn_poll(
             }
         };
         let client = client(handle)?;
+        client.polled();
         if grouping == Grouping::Pickle {
             client.want_pickles();
         }

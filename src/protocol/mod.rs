@@ -11,6 +11,7 @@ pub mod json_walk;
 pub mod jwt;
 pub mod lighting;
 pub mod outbound;
+pub mod pacing;
 pub mod pickle;
 pub mod proxy;
 pub mod rest;

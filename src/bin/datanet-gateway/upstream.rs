@@ -91,6 +91,9 @@ pub fn prepare(options: &UpstreamOptions) -> Result<Option<Relay>, String> {
     config.device_name = options.device_name.clone();
     config.ca_file = options.ca_file.clone();
     config.echo = false;
+    // The relay hands each message on at once, to hosts that pace their own
+    // reads: pacing here would only add its delay to theirs.
+    config.read_pace = Duration::ZERO;
     config.heartbeat_interval = HEARTBEAT;
     config.reconnect_base = RECONNECT_BASE;
     config.reconnect_max = RECONNECT_MAX;
