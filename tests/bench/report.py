@@ -78,7 +78,9 @@ def write(results, path):
         f.write("\n".join(lines))
 
 
-DESIGN_LABELS = {"project": "this project", "seed": "seed guide design", "sdk": "official SDK"}
+DESIGN_LABELS = {"project": "this project", "seed": "seed guide design", "sdk": "official SDK",
+                 "project-unpaced": "this project, socket read on every packet (`read_pace_ms` 0)",
+                 "project-pace4": "this project, `read_pace_ms` 4"}
 MODE_LABELS = {"callbacks": "a Python callback per message", "table": "Table DAT (100 rows) + Script CHOP, no callbacks",
                "latest": "newest-only callbacks"}
 
@@ -133,7 +135,35 @@ def standins_section(results):
                   "table above is the pessimistic one, and TD's main thread, busy with its own work between our "
                   "calls, sits between the two). Process CPU is left out: the spinning loop keeps a core busy.", ""]
         lines += header + standins_rows(spinning)
+    lines += pacing_section(runs, results.get("frame_latency"))
     lines += ["", "### Targets (issue 11; medians of this one run)", ""] + standin_targets(runs, spinning)
+    return lines
+
+
+def pacing_section(runs, frame_latency):
+    """What reading the socket on the pace timer saves, and what it costs in
+    latency as a 60 fps host sees it."""
+    get = {(r["design"], r["mode"], r["rate"]): r for r in runs}
+    paces = [("project-unpaced", "0 (every packet)"), ("project", "2 (default)"), ("project-pace4", "4")]
+    if not all((design, "callbacks", 1000) in get for design, _ in paces):
+        return []
+    lines = ["", "### Reading the socket on a timer (`read_pace_ms`), 1,000 msg/s", "",
+             "The same loads with the socket read on every packet, at the default pace and at twice it "
+             "(rows of the table above):", "",
+             "| read_pace_ms | callbacks: process CPU µs/message | callbacks: main-thread µs/frame | table + CHOP: "
+             "process CPU µs/message | table + CHOP: main-thread µs/frame |", "|---|---|---|---|---|"]
+    for design, label in paces:
+        cb, table = get[(design, "callbacks", 1000)], get.get((design, "table", 1000))
+        lines.append("| %s | %.1f | %s | %s | %s |" % (
+            label, cb["cpu_us_per_message"], fmt(cb["median_us"]),
+            "%.1f" % table["cpu_us_per_message"] if table else "", fmt(table["median_us"]) if table else ""))
+    if frame_latency:
+        lines += ["", "Latency as a 60 fps host sees it: publish to the poll of the frame that delivers the "
+                  "message (half a frame, 8.3 ms, on average, whatever the client), this project polled once "
+                  "every 16.7 ms:", "", "| read_pace_ms | msg/s | p50 µs | p99 µs | mean µs |", "|---|---|---|---|---|"]
+        for r in frame_latency:
+            lines.append("| %s | %s | %s | %s | %s |" % (r["pace"], fmt(r["rate"]), fmt(r["p50_us"]), fmt(r["p99_us"]),
+                                                        fmt(r["mean_us"])))
     return lines
 
 

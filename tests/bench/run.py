@@ -143,8 +143,10 @@ STANDIN_RUNS = (("callbacks", 1_000), ("callbacks", 10_000), ("table", 1_000), (
 STANDIN_REPEATS, STANDIN_WINDOW_S = 3, 3.0
 
 
-def latency(kind, rate, seconds):
-    """Publish on one client -> visible on another, in a tight loop (no frame wait)."""
+def latency(kind, rate, seconds, options=None, frame_s=None):
+    """Publish on one client -> visible on another, polled in a tight loop, or
+    once every ``frame_s`` as a TD host polls (then the time until the poll of the
+    frame that delivers it). ``options``: this project's connect options."""
     reset_runtime()
     got = []
     with Gateway() as gw:
@@ -153,7 +155,7 @@ def latency(kind, rate, seconds):
         if kind == "project":
             import DataNet
             client = DataNet.DataNet("latency")
-            client.connect(clients.KEY, api_url=gw.url, ws_url=ws_url, lib_path=library())
+            client.connect(clients.KEY, api_url=gw.url, ws_url=ws_url, lib_path=library(), **(options or {}))
             for name in names:
                 client.subscribe(name, lambda ch, data, frm, ts: got.append(time.time_ns() - data["t"]))
             while len(client.status()["occupancy"]) < len(names):
@@ -176,9 +178,14 @@ def latency(kind, rate, seconds):
         for proc in procs:
             proc.stdin.write("go\n")
             proc.stdin.flush()
+        next_frame = time.perf_counter()
         while any(proc.poll() is None for proc in procs):
             drain()
-            time.sleep(0.0002)
+            if frame_s:
+                next_frame += frame_s
+                time.sleep(max(0.0, next_frame - time.perf_counter()))
+            else:
+                time.sleep(0.0002)
         published = sum(json.loads(proc.stdout.readline())["published"] for proc in procs)
         end = time.monotonic() + 1
         while len(got) < published and time.monotonic() < end:
@@ -245,6 +252,9 @@ def main():
     configs = [(design, mode, rate, False) for mode, rate in STANDIN_RUNS for design in ("project", "seed", "sdk")]
     configs += [("project", "latest", rate, False) for rate in (100, 10_000)]
     configs += [(design, mode, 1_000, True) for mode in ("callbacks", "table") for design in ("project", "seed", "sdk")]
+    # What reading the socket on the pace timer saves: off, and twice the default.
+    configs += [(design, mode, 1_000, False) for mode in ("callbacks", "table")
+                for design in ("project-unpaced", "project-pace4")]
     # One run of a few seconds swings by a third on this VM: every configuration
     # runs STANDIN_REPEATS times, interleaved, and reports its median run.
     repeats = 1 if args.quick else STANDIN_REPEATS
@@ -346,6 +356,17 @@ def main():
                 kind, rate, fmt(r["p50_us"]), fmt(r["p99_us"]), ", ".join(fmt(v) for v in r["p99_per_run_us"]),
                 fmt(r["max_us"])), flush=True)
     results["latency"] = lat
+    print("== latency as a 60 fps host sees it, by read pace: publish -> the poll that delivers it", flush=True)
+    results["frame_latency"] = []
+    for rate in (1_000, 10_000):
+        for pace in (0, None, 4):
+            options = {} if pace is None else {"read_pace_ms": pace}
+            r = latency("project", rate, window, options=options, frame_s=1 / 60)
+            samples = r.pop("samples")
+            r.update(pace="default (2)" if pace is None else str(pace), mean_us=statistics.mean(samples))
+            results["frame_latency"].append(r)
+            print("  read_pace_ms %-11s %6d msg/s: p50 %s us, p99 %s, mean %s" % (
+                r["pace"], rate, fmt(r["p50_us"]), fmt(r["p99_us"]), fmt(r["mean_us"])), flush=True)
 
     print("== footprint", flush=True)
     results["footprint"] = [footprint(kind) for kind in ("project", "A", "B")]

@@ -101,6 +101,7 @@ def trivial_callback(channel, data, from_, timestamp, replaced=0):
 
 class ThisProject:
     label = "this project"
+    options = {}
 
     def __init__(self, url, lib, channels, mode):
         import DataNet
@@ -109,7 +110,8 @@ class ThisProject:
         self.table, self.chop = Table(), ScriptChop()
 
     def start(self):
-        self.dn.connect(clients.KEY, api_url=self.url, ws_url="ws://" + self.url[len("http://"):], lib_path=self.lib)
+        self.dn.connect(clients.KEY, api_url=self.url, ws_url="ws://" + self.url[len("http://"):], lib_path=self.lib,
+                        **self.options)
         for channel in self.channels:
             if self.mode == "callbacks":
                 self.dn.subscribe(channel, trivial_callback)
@@ -337,7 +339,23 @@ class TimedProject(ThisProject):
         super().stop()
 
 
-DESIGNS = {"project": ThisProject, "seed": SeedDesign, "sdk": OfficialSdk, "project-timed": TimedProject}
+class UnpacedProject(ThisProject):
+    """This project reading the socket on every packet (``read_pace_ms=0``), the
+    baseline for what reading on the pace timer saves."""
+
+    label = "this project, socket read on every packet"
+    options = {"read_pace_ms": 0}
+
+
+class PaceFourProject(ThisProject):
+    """This project with twice the default read pace (at 60 fps the pace may go up
+    to a quarter of the frame, 4.2 ms)."""
+
+    label = "this project, socket read every 4 ms while busy"
+    options = {"read_pace_ms": 4}
+
+
+DESIGNS = {"project": ThisProject, "project-unpaced": UnpacedProject, "project-pace4": PaceFourProject, "seed": SeedDesign, "sdk": OfficialSdk, "project-timed": TimedProject}
 
 
 def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publishers, spin=False):
