@@ -36,11 +36,26 @@ fn tls_verification() {
     let https = |t: &TlsTerminator| format!("https://localhost:{}", t.port);
     let wss = |t: &TlsTerminator| format!("wss://localhost:{}", t.port);
 
-    // Accepted with ca_file: token over https, WebSocket over wss, messages flow.
-    let client = connected(tls_config(https(&good), wss(&good), Some(&ca_file)));
+    // Accepted with ca_file: token over https, WebSocket over wss, messages flow,
+    // also while TLS reads the socket on the pace timer (20 ms: the messages'
+    // 1 ms gaps stay inside it on a loaded machine).
+    let mut c = tls_config(https(&good), wss(&good), Some(&ca_file));
+    c.read_pace = Duration::from_millis(20);
+    let client = connected(c);
     subscribed(&client, "project.demo.tls");
     client.publish_json("project.demo.tls", r#"{"over":"wss"}"#).unwrap();
     wait_event(&client, "a message over wss", |e| matches!(e, Event::Message(_)));
+    for n in 0..100 {
+        client.publish_json("project.demo.tls", &format!(r#"{{"n":{n}}}"#)).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for n in 0..100 {
+        let event = wait_event(&client, "the next message over wss", |e| matches!(e, Event::Message(_)));
+        let Event::Message(message) = event else { unreachable!() };
+        let Body::Json(text) = &message.body else { panic!("not JSON: {:?}", message.body) };
+        assert_eq!(text, &format!(r#"{{"n":{n}}}"#), "in order, none lost");
+    }
+    assert!(client.status()["counters"]["reads_on_timer"].as_u64().unwrap() > 0, "TLS read on the pace timer");
     drop(client);
     let tokens_issued = gw.stats()["auth_requests"].as_u64().unwrap();
 
