@@ -125,7 +125,7 @@ impl AsyncRead for PacedStream {
                     ready!(Pin::new(stream).poll_read(cx, buf))?;
                     if buf.filled().len() > before {
                         Counters::add(&this.reads.on_wake, 1);
-                        if this.pacing.woken_read(Instant::now().into_std(), this.pace()) == ReadMode::OnTimer {
+                        if this.pacing.woken_read(std::time::Instant::now(), this.pace()) == ReadMode::OnTimer {
                             this.move_socket(ReadMode::OnTimer)?;
                         }
                     }
@@ -168,13 +168,13 @@ impl AsyncRead for PacedStream {
 impl AsyncWrite for PacedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let retry_after = this.pace().max(MIN_PACE);
         match &mut this.socket {
             Socket::Registered(stream) => Pin::new(stream).poll_write(cx, data),
             Socket::Paced(stream) => loop {
                 match stream.write(data) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         // The peer is not reading: try again a pace later.
+                        let retry_after = pace_for(this.limit, this.polls.interval()).max(MIN_PACE);
                         this.write_timer.as_mut().reset(Instant::now() + retry_after);
                         ready!(this.write_timer.as_mut().poll(cx));
                     }
