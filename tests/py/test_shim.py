@@ -109,6 +109,10 @@ def test_bad_input_is_a_clear_error(gateway):
         client.on("nope", print)
     with pytest.raises(DataNet.DataNetError, match="unknown config key"):
         client.connect(KEY, api_url=gateway.url, ws_url=gateway.ws_url, lib_path=library_path(), hearbeat=5)
+    for pace in (51, -1, "2", 2.5):
+        with pytest.raises(DataNet.DataNetError, match="read_pace_ms") as error:
+            client.connect(KEY, api_url=gateway.url, ws_url=gateway.ws_url, lib_path=library_path(), read_pace_ms=pace)
+        assert error.value.code == "invalid_argument", pace
 
 
 def test_failing_callbacks_are_counted_and_do_not_stop_the_poll(gateway, capsys):
