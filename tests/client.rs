@@ -3,6 +3,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Gateway;
@@ -647,4 +648,34 @@ fn frequent_messages_are_read_on_the_pace_timer_in_order_and_sparse_ones_on_wake
     sender.publish_json(channel, r#"{"n":"last"}"#).unwrap();
     assert_eq!(json_of(&wait_message(&paced, channel))["n"], "last");
     assert_eq!(counter(&paced, "reads_on_timer"), timed, "read on a wake, not a tick");
+}
+
+#[test]
+fn a_connection_dropped_while_read_on_the_pace_timer_reconnects_and_flows_again() {
+    let gw = Gateway::start();
+    let channel = "project.demo.paced-drop";
+    let mut c = config(&gw);
+    c.read_pace = Duration::from_millis(20);
+    let receiver = connected(c);
+    subscribed(&receiver, channel);
+    let sender = connected(config(&gw));
+    let publishing = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while publishing.load(Ordering::Relaxed) {
+                sender.publish_json(channel, r#"{"n":1}"#).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        wait_until("reads on the pace timer", || counter(&receiver, "reads_on_timer") > 0);
+        gw.admin_post("/_admin/drop", json!({}));
+        wait_event(&receiver, |e| matches!(e, Event::Disconnected { .. }));
+        wait_event(&receiver, |e| matches!(e, Event::Connected { .. }));
+        wait_event(&receiver, |e| matches!(e, Event::SubAck { channel: c, .. } if c == channel));
+        let before = counter(&receiver, "received");
+        wait_until("messages again after the reconnect", || counter(&receiver, "received") > before + 50);
+        publishing.store(false, Ordering::Relaxed);
+    });
+    assert_eq!(counter(&receiver, "reconnects"), 1);
+    assert_eq!(receiver.state(), State::Connected);
 }
