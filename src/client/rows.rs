@@ -9,6 +9,7 @@
 //! in.
 
 use std::collections::VecDeque;
+use std::fmt::Write;
 
 use super::event::{Body, Message};
 
@@ -45,10 +46,11 @@ impl RowRing {
         if self.capacity == 0 {
             return;
         }
-        if self.rows.len() == self.capacity {
-            self.rows.pop_front();
-        }
-        self.rows.push_back(format_row(message));
+        // The evicted row's buffer takes the new row: no allocation once full.
+        let mut row = if self.rows.len() == self.capacity { self.rows.pop_front() } else { None }.unwrap_or_default();
+        row.clear();
+        format_row(message, &mut row);
+        self.rows.push_back(row);
     }
 
     pub fn newest_seq(&self) -> u64 {
@@ -73,30 +75,28 @@ impl RowRing {
 }
 
 /// channel, data, from, timestamp: the columns of the host's table.
-fn format_row(message: &Message) -> String {
-    let mut row = String::with_capacity(message.channel.len() + message.from.len() + 64);
-    push_clean(&mut row, &message.channel);
+fn format_row(message: &Message, row: &mut String) {
+    push_clean(row, &message.channel);
     row.push(CELL_SEPARATOR);
     match &message.body {
-        Body::Json(text) => push_truncated(&mut row, text),
+        Body::Json(text) => push_truncated(row, text),
         Body::Binary { data, content_type, .. } => {
             row.push('<');
-            push_clean(&mut row, content_type);
-            row.push_str(", ");
-            row.push_str(&data.len().to_string());
-            row.push_str(" bytes>");
+            push_clean(row, content_type);
+            let _ = write!(row, ", {} bytes>", data.len());
         }
     }
     row.push(CELL_SEPARATOR);
-    push_clean(&mut row, &message.from);
+    push_clean(row, &message.from);
     row.push(CELL_SEPARATOR);
-    row.push_str(&message.ts.to_string());
-    row
+    let _ = write!(row, "{}", message.ts);
 }
 
 /// Copies text that came from the network, turning the two separators into U+FFFD.
 fn push_clean(out: &mut String, text: &str) {
-    if text.contains([ROW_SEPARATOR, CELL_SEPARATOR]) {
+    // Both separators are ASCII, so a byte of either value is that character.
+    let separator = |b: &u8| *b == ROW_SEPARATOR as u8 || *b == CELL_SEPARATOR as u8;
+    if text.as_bytes().iter().any(separator) {
         out.extend(text.chars().map(|c| if c == ROW_SEPARATOR || c == CELL_SEPARATOR { '\u{fffd}' } else { c }));
     } else {
         out.push_str(text);
@@ -104,6 +104,10 @@ fn push_clean(out: &mut String, text: &str) {
 }
 
 fn push_truncated(out: &mut String, json_text: &str) {
+    // No more bytes than the limit: no more characters either.
+    if json_text.len() <= MAX_CELL_CHARS {
+        return push_clean(out, json_text);
+    }
     match json_text.char_indices().nth(MAX_CELL_CHARS) {
         None => push_clean(out, json_text),
         Some((cut, _)) => {
@@ -164,6 +168,31 @@ mod tests {
         assert_eq!(read(&none, 0, 10).1.rows, 0);
     }
 
+    /// The socket thread's cost per row, for messages of the benchmark's shape:
+    /// `cargo test --release --lib rows_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn rows_speed() {
+        let messages: Vec<Message> = (0..1000)
+            .map(|i| {
+                let fields: Vec<String> =
+                    (0..8).map(|k| format!("\"f{k}\":{}", ((i * (k + 1)) % 1000) as f64 / 10.0)).collect();
+                Message::json("project.bench.ch3", "c-12", 1_700_000_000_000 + i, &format!("{{{}}}", fields.join(",")))
+            })
+            .collect();
+        let mut ring = RowRing::new(1000);
+        let rounds = 200;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            for message in &messages {
+                ring.push(message);
+            }
+        }
+        let per_row = started.elapsed().as_secs_f64() * 1e9 / (rounds * messages.len()) as f64;
+        println!("rows_speed: {per_row:.0} ns per row");
+        std::hint::black_box(ring);
+    }
+
     #[test]
     fn separators_never_leak_and_long_payloads_are_cut() {
         let mut ring = RowRing::new(3);
@@ -174,5 +203,10 @@ mod tests {
         assert_eq!(rows[0], vec!["a\u{fffd}b", "1", "x\u{fffd}", "1"]);
         assert_eq!(rows[1][1].chars().count(), MAX_CELL_CHARS + 3);
         assert!(rows[1][1].ends_with("..."));
+        // Exactly the limit in characters, twice that in bytes: kept whole.
+        let at_limit = format!("\"{}\"", "é".repeat(MAX_CELL_CHARS - 2));
+        ring.push(&json("d", &at_limit, 3));
+        let (rows, _) = read(&ring, 2, 10);
+        assert_eq!(rows[0][1], at_limit);
     }
 }
