@@ -173,12 +173,9 @@ mod tests {
     #[test]
     #[ignore]
     fn rows_speed() {
+        use crate::protocol::pickle::speed::bench_payload;
         let messages: Vec<Message> = (0..1000)
-            .map(|i| {
-                let fields: Vec<String> =
-                    (0..8).map(|k| format!("\"f{k}\":{}", ((i * (k + 1)) % 1000) as f64 / 10.0)).collect();
-                Message::json("project.bench.ch3", "c-12", 1_700_000_000_000 + i, &format!("{{{}}}", fields.join(",")))
-            })
+            .map(|i| Message::json("project.bench.ch3", "c-12", 1_700_000_000_000 + i as i64, &bench_payload(i)))
             .collect();
         let mut ring = RowRing::new(1000);
         let rounds = 200;

@@ -644,20 +644,22 @@ mod tests {
 }
 
 #[cfg(test)]
-mod speed {
+pub(crate) mod speed {
     use super::*;
+
+    /// The `i`th payload of the socket thread's speed tests: 8 numeric fields, the
+    /// benchmark's message shape.
+    pub(crate) fn bench_payload(i: usize) -> String {
+        let fields: Vec<String> =
+            (0..8).map(|k| format!("\"f{k}\":{}", ((i * (k + 1)) % 1000) as f64 / 10.0)).collect();
+        format!("{{{}}}", fields.join(","))
+    }
 
     /// `cargo test --release --lib pickle_speed -- --ignored --nocapture`
     #[test]
     #[ignore]
     fn pickle_speed() {
-        let texts: Vec<String> = (0..1000)
-            .map(|i| {
-                let fields: Vec<String> =
-                    (0..8).map(|k| format!("\"f{k}\":{}", ((i * (k + 1)) % 1000) as f64 / 10.0)).collect();
-                format!("{{{}}}", fields.join(","))
-            })
-            .collect();
+        let texts: Vec<String> = (0..1000).map(bench_payload).collect();
         let started = std::time::Instant::now();
         let rounds = 200;
         for _ in 0..rounds {
