@@ -610,20 +610,24 @@ fn echo_off_drops_own_messages_and_counts_them() {
     assert_eq!(counter(&quiet, "received"), 1);
 }
 
+/// A client subscribed to `channel` that reads the socket at `pace`.
+fn reading_at(gw: &Gateway, pace: Duration, channel: &str) -> Client {
+    let mut c = config(gw);
+    c.read_pace = pace;
+    let client = connected(c);
+    subscribed(&client, channel);
+    client
+}
+
+/// 20 ms: messages published 1 ms apart stay well inside it even on a loaded machine.
+const TEST_PACE: Duration = Duration::from_millis(20);
+
 #[test]
 fn frequent_messages_are_read_on_the_pace_timer_in_order_and_sparse_ones_on_wakes() {
     let gw = Gateway::start();
     let channel = "project.demo.paced";
-    // 20 ms: the messages' 1 ms gaps stay well inside it even on a loaded machine.
-    let mut c = config(&gw);
-    c.read_pace = Duration::from_millis(20);
-    let paced = connected(c);
-    let mut c = config(&gw);
-    c.read_pace = Duration::ZERO;
-    let unpaced = connected(c);
-    for receiver in [&paced, &unpaced] {
-        subscribed(receiver, channel);
-    }
+    let paced = reading_at(&gw, TEST_PACE, channel);
+    let unpaced = reading_at(&gw, Duration::ZERO, channel);
     let sender = connected(config(&gw));
     let sent = 300;
     for n in 0..sent {
@@ -654,10 +658,7 @@ fn frequent_messages_are_read_on_the_pace_timer_in_order_and_sparse_ones_on_wake
 fn a_connection_dropped_while_read_on_the_pace_timer_reconnects_and_flows_again() {
     let gw = Gateway::start();
     let channel = "project.demo.paced-drop";
-    let mut c = config(&gw);
-    c.read_pace = Duration::from_millis(20);
-    let receiver = connected(c);
-    subscribed(&receiver, channel);
+    let receiver = reading_at(&gw, TEST_PACE, channel);
     let sender = connected(config(&gw));
     let publishing = AtomicBool::new(true);
     std::thread::scope(|scope| {
