@@ -247,6 +247,14 @@ mod tests {
         got
     }
 
+    /// A pair whose reader has gone on the timer.
+    async fn reading_on_the_timer() -> (PacedStream, TcpStream, Arc<SocketReads>) {
+        let (mut paced, mut peer, reads) = pair(PACE).await;
+        chunk_by_chunk(&mut paced, &mut peer, 10).await;
+        assert_eq!(paced.mode(), ReadMode::OnTimer);
+        (paced, peer, reads)
+    }
+
     #[test]
     fn frequent_reads_go_on_the_timer_and_lose_nothing() {
         runtime().block_on(async {
@@ -264,9 +272,7 @@ mod tests {
     #[test]
     fn a_quiet_spell_puts_the_socket_back_on_wakes() {
         runtime().block_on(async {
-            let (mut paced, mut peer, reads) = pair(PACE).await;
-            chunk_by_chunk(&mut paced, &mut peer, 10).await;
-            assert_eq!(paced.mode(), ReadMode::OnTimer);
+            let (mut paced, mut peer, reads) = reading_on_the_timer().await;
             // Nothing comes while the reader waits on more than QUIET ticks.
             let waited = tokio::time::timeout(PACE * QUIET_TICKS_TO_WAKE * 4, paced.read_u8()).await;
             assert!(waited.is_err(), "nothing was written, yet a read returned");
@@ -304,9 +310,7 @@ mod tests {
     #[test]
     fn writes_end_of_stream_and_shutdown_work_while_paced() {
         runtime().block_on(async {
-            let (mut paced, mut peer, _) = pair(PACE).await;
-            chunk_by_chunk(&mut paced, &mut peer, 10).await;
-            assert_eq!(paced.mode(), ReadMode::OnTimer);
+            let (mut paced, mut peer, _) = reading_on_the_timer().await;
             // More than the socket buffers take at once: some writes wait on the timer.
             let big = vec![7u8; 8 << 20];
             let reader = async {
