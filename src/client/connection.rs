@@ -36,7 +36,6 @@ use crate::protocol::error::{
 use crate::protocol::jwt::{decode_claims, Claims};
 use crate::protocol::lighting;
 use crate::protocol::pickle::{self, Pickled};
-use crate::protocol::proxy::Target;
 use crate::protocol::rest::{join_url, parse_presence_response, parse_token_response, presence_path, TokenRequest};
 use crate::protocol::subscriptions::Delivery;
 
@@ -229,8 +228,7 @@ async fn open(shared: &Shared, token: &str, tunnel: Option<TcpStream>) -> Result
     let stream = match tunnel {
         Some(stream) => stream,
         None => {
-            let target =
-                Target::from_url(&config.ws_url).ok_or_else(|| failed("ws_url has no host and port".into()))?;
+            let target = &shared.routes.ws_target;
             let stream = TcpStream::connect((target.host.as_str(), target.port))
                 .await
                 .map_err(|e| failed(format!("cannot connect to {url}: {e}")))?;

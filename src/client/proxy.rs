@@ -35,21 +35,27 @@ pub(crate) struct Route {
 
 /// The proxy (if any) of each of the client's two connections, decided once
 /// when the client is made.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Routes {
     pub api: Option<Route>,
     pub ws: Option<Route>,
+    /// Where the WebSocket connects when it goes direct.
+    pub ws_target: Target,
 }
 
 impl Routes {
     pub fn resolve(config: &Config, environment: &ProxyEnvironment) -> Result<Routes, DataNetError> {
         let setting = config.proxy_setting()?;
-        let route = |key: &str, url: &str| -> Result<Option<Route>, DataNetError> {
-            let target = Target::from_url(url)
-                .ok_or_else(|| DataNetError::new(INVALID_ARGUMENT, format!("{key} has no usable host and port")))?;
-            Ok(proxy_for(&setting, environment, &target)?.map(|proxy| Route { proxy, target }))
+        let target = |key: &str, url: &str| {
+            Target::from_url(url)
+                .ok_or_else(|| DataNetError::new(INVALID_ARGUMENT, format!("{key} has no usable host and port")))
         };
-        Ok(Routes { api: route("api_url", &config.api_url)?, ws: route("ws_url", &config.ws_url)? })
+        let route = |target: &Target| -> Result<Option<Route>, DataNetError> {
+            Ok(proxy_for(&setting, environment, target)?.map(|proxy| Route { proxy, target: target.clone() }))
+        };
+        let api = route(&target("api_url", &config.api_url)?)?;
+        let ws_target = target("ws_url", &config.ws_url)?;
+        Ok(Routes { api, ws: route(&ws_target)?, ws_target })
     }
 
     /// Everything to scrub from texts the client shows.
