@@ -1,5 +1,5 @@
-//! The WebSocket's TCP stream, read on a timer while data comes often
-//! (`protocol::pacing` decides when; this only moves bytes).
+//! The WebSocket's TCP stream, read on a timer set just before the host's polls
+//! while data comes often (`protocol::pacing` decides when; this only moves bytes).
 //!
 //! Reading on a timer only saves wakes if packets stop waking the thread: the
 //! event loop registers sockets edge-triggered, so a registered socket wakes it
@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -22,21 +22,27 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::status::{Counters, SocketReads};
-use crate::protocol::pacing::{pace_for, ReadMode, ReadPacing, MIN_PACE};
+use crate::protocol::pacing::{next_read_at, pace_for, HostRhythm, PollIntervals, ReadMode, ReadPacing, MIN_PACE};
 
-/// When the host last polled and how long before that, for the pace: written by
-/// the host's poll, read by the socket thread.
+/// When the host last polled and its interval between polls, for the pace and
+/// the timer: written by the host's poll, read by the socket thread.
 pub struct HostPolls {
     origin: std::time::Instant,
     /// ns since `origin`, plus one; 0 = never polled.
     last: AtomicU64,
-    /// ns; 0 = not known yet.
+    /// The interval reads are planned by (`PollIntervals`), in ns; 0 = not known yet.
     interval: AtomicU64,
+    intervals: Mutex<PollIntervals>,
 }
 
 impl Default for HostPolls {
     fn default() -> Self {
-        HostPolls { origin: std::time::Instant::now(), last: AtomicU64::new(0), interval: AtomicU64::new(0) }
+        HostPolls {
+            origin: std::time::Instant::now(),
+            last: AtomicU64::new(0),
+            interval: AtomicU64::new(0),
+            intervals: Mutex::new(PollIntervals::default()),
+        }
     }
 }
 
@@ -45,12 +51,21 @@ impl HostPolls {
         let now = self.origin.elapsed().as_nanos() as u64 + 1;
         let previous = self.last.swap(now, Ordering::Relaxed);
         if previous != 0 {
-            self.interval.store(now.saturating_sub(previous).max(1), Ordering::Relaxed);
+            let latest = Duration::from_nanos(now.saturating_sub(previous).max(1));
+            // Only the host's polls take this lock: it is never contended.
+            let planned = self.intervals.lock().unwrap_or_else(PoisonError::into_inner).record(latest);
+            self.interval.store((planned.as_nanos() as u64).max(1), Ordering::Relaxed);
         }
     }
 
     pub fn interval(&self) -> Option<Duration> {
         Some(self.interval.load(Ordering::Relaxed)).filter(|&ns| ns > 0).map(Duration::from_nanos)
+    }
+
+    pub fn rhythm(&self) -> Option<HostRhythm> {
+        let last = self.last.load(Ordering::Relaxed);
+        let interval = self.interval()?;
+        (last > 0).then(|| HostRhythm { last_poll: self.origin + Duration::from_nanos(last - 1), interval })
     }
 }
 
@@ -151,7 +166,8 @@ impl AsyncRead for PacedStream {
                             if this.pacing.drained(pace) == ReadMode::OnWake {
                                 this.move_socket(ReadMode::OnWake)?;
                             } else {
-                                this.read_timer.as_mut().reset(Instant::now() + pace);
+                                let at = next_read_at(std::time::Instant::now(), pace, this.polls.rhythm());
+                                this.read_timer.as_mut().reset(Instant::from_std(at));
                                 this.read_waiting = true;
                             }
                         }
@@ -208,7 +224,7 @@ impl AsyncWrite for PacedStream {
 mod tests {
     use super::*;
     use crate::protocol::pacing::{CLOSE_READS_TO_PACE, QUIET_TICKS_TO_WAKE};
-    use std::sync::atomic::Ordering;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -304,6 +320,44 @@ mod tests {
             chunk_by_chunk(&mut paced, &mut peer, 20).await;
             assert_eq!(paced.mode(), ReadMode::OnWake);
             assert_eq!(reads.on_timer.load(Ordering::Relaxed), 0);
+        });
+    }
+
+    #[test]
+    fn a_host_polling_once_a_frame_has_the_socket_read_about_once_a_frame() {
+        runtime().block_on(async {
+            let (mut paced, mut peer, reads) = reading_on_the_timer().await;
+            let (polls, writing) = (paced.polls.clone(), Arc::new(AtomicBool::new(true)));
+            let host = tokio::spawn({
+                let writing = writing.clone();
+                async move {
+                    let mut frame = tokio::time::interval(Duration::from_millis(16));
+                    let mut frames = 0u64;
+                    while writing.load(Ordering::Relaxed) {
+                        frame.tick().await;
+                        polls.polled();
+                        frames += 1;
+                    }
+                    frames
+                }
+            });
+            // A chunk about every millisecond, as at 1,000 messages a second.
+            let chunks = 400;
+            let writer = async {
+                for i in 0..chunks {
+                    peer.write_all(&[i as u8]).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            };
+            let (ticks_before, wakes_before) = (paced.pacing.ticks(), reads.on_wake.load(Ordering::Relaxed));
+            let (_, got) = tokio::join!(writer, read_n(&mut paced, chunks));
+            writing.store(false, Ordering::Relaxed);
+            let frames = host.await.unwrap();
+            assert_eq!(got, (0..chunks).map(|i| i as u8).collect::<Vec<_>>());
+            let ticks = paced.pacing.ticks() - ticks_before;
+            // A tick every pace (4 ms at this rhythm) would be four a frame.
+            assert!(ticks <= frames * 3 / 2 + 2, "{ticks} timer ticks in {frames} frames");
+            assert_eq!(reads.on_wake.load(Ordering::Relaxed), wakes_before, "the socket stayed off the event loop");
         });
     }
 

@@ -1,17 +1,21 @@
-//! When to read the socket on a timer instead of on every readiness wake.
+//! When and how often to read the socket while messages pour in.
 //!
 //! At hundreds of messages a second each message is its own TCP packet, and each
 //! packet wakes the socket thread. A wake costs far more than the message: its
 //! code and data are cold again, since TouchDesigner's main thread ran in
-//! between (measured: ~29 µs of socket-thread CPU per wake at 1,000 msg/s, of
+//! between (measured: ~15-29 µs of socket-thread CPU per wake at 1,000 msg/s, of
 //! which the message's own work is a few µs). While reads come closer together
-//! than the pace, reading every pace instead takes the same bytes in fewer wakes,
-//! for at most one pace of added delay; a host that polls once a frame (16.7 ms
-//! at 60 fps) sees most messages in the same frame as before. After a quiet spell
-//! reads go back to readiness wakes, so sparse messages are not delayed at all.
+//! than the pace, the socket is read on a timer instead, and the timer is set
+//! for what the host needs: the host takes messages once a frame, so one read
+//! just before each of its polls delivers everything a read per packet would
+//! have delivered to that poll, except what arrives in the last moments. The
+//! timer fires `pace` before the host's next expected poll (one wake per frame:
+//! 60 a second instead of 1,000); when the host's rhythm is not known, every
+//! `pace`. After a quiet spell reads go back to readiness wakes, so sparse
+//! messages are not delayed at all.
 //!
 //! Pure: the I/O side (`client::paced`) reports what happened and asks which way
-//! to read next.
+//! and when to read next.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +26,18 @@ use std::time::{Duration, Instant};
 pub(crate) const POLL_INTERVAL_SHARE: u32 = 4;
 /// Below this the pace is off: tokio's timers tick in whole milliseconds.
 pub(crate) const MIN_PACE: Duration = Duration::from_millis(1);
+
+/// tokio's timers fire in the millisecond tick after their deadline (measured
+/// 0.5-2 ms late on a busy 2-core machine): a read meant to come before a poll
+/// is set this much earlier still.
+pub(crate) const TIMER_TICK: Duration = Duration::from_millis(1);
+/// A host whose next poll is further away than this many poll intervals has
+/// stopped polling for now (a stalled frame, a modal dialog): read every pace.
+pub(crate) const POLLS_AHEAD_IN_RHYTHM: u32 = 4;
+/// The longest a read waits while on the timer, whatever the host's rhythm: at
+/// 10,000 messages a second this is ~50 KB waiting in the kernel's buffer, far
+/// below what TCP receive windows take, so the sender never stalls on us.
+pub(crate) const MAX_READ_GAP: Duration = Duration::from_millis(20);
 
 /// Reads closer together than the pace, in a row, that start reading on the timer.
 pub(crate) const CLOSE_READS_TO_PACE: u32 = 4;
@@ -40,11 +56,70 @@ pub fn pace_for(limit: Duration, host_poll_interval: Option<Duration>) -> Durati
     }
 }
 
+/// The host's polls, as the socket thread sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostRhythm {
+    /// When the host last polled.
+    pub last_poll: Instant,
+    /// The interval its polls come at (the median lately: `PollIntervals`).
+    pub interval: Duration,
+}
+
+/// How many of the host's latest poll intervals its rhythm is judged by.
+pub(crate) const INTERVALS_KEPT: usize = 8;
+
+/// The host's latest intervals between polls. Their median is the interval reads
+/// are planned by: one late frame does not move it (a read planned by a late
+/// frame's interval would come after the next, on-time poll and miss it), nor
+/// does a second poll within a frame, and a host that changed its frame rate is
+/// followed within a few polls.
+#[derive(Debug, Clone, Default)]
+pub struct PollIntervals {
+    recent: [Duration; INTERVALS_KEPT],
+    kept: usize,
+    next: usize,
+}
+
+impl PollIntervals {
+    /// Keeps the latest interval; returns the median of those kept.
+    pub fn record(&mut self, latest: Duration) -> Duration {
+        self.recent[self.next] = latest;
+        self.next = (self.next + 1) % INTERVALS_KEPT;
+        self.kept = (self.kept + 1).min(INTERVALS_KEPT);
+        let mut sorted = self.recent;
+        let sorted = &mut sorted[..self.kept];
+        sorted.sort_unstable();
+        sorted[self.kept / 2]
+    }
+}
+
+/// When the next read on the timer should come: `pace` (and one timer tick)
+/// before the host's next expected poll, and at most `MAX_READ_GAP` from now;
+/// every `pace` when the host's rhythm is unknown or it has stopped polling.
+/// Never before `now`.
+pub fn next_read_at(now: Instant, pace: Duration, host: Option<HostRhythm>) -> Instant {
+    let every_pace = now + pace;
+    let Some(HostRhythm { last_poll, interval }) = host else {
+        return every_pace;
+    };
+    if interval.is_zero() {
+        return every_pace;
+    }
+    let lead = pace + TIMER_TICK;
+    // The first poll at last_poll + k * interval that is more than `lead` away.
+    let k = (now + lead).saturating_duration_since(last_poll).as_nanos() / interval.as_nanos() + 1;
+    if k > u128::from(POLLS_AHEAD_IN_RHYTHM) {
+        return every_pace;
+    }
+    let before_poll = last_poll + interval * k as u32 - lead;
+    before_poll.clamp(now, now + MAX_READ_GAP)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
     /// Read when the event loop says the socket has data.
     OnWake,
-    /// Read when the pace timer fires, until the socket has nothing more.
+    /// Read when the timer fires (`next_read_at`), until the socket has nothing more.
     OnTimer,
 }
 
@@ -58,6 +133,8 @@ pub struct ReadPacing {
     quiet_ticks: u32,
     /// The current tick has been neither found quiet nor seen data yet.
     tick_open: bool,
+    /// Timer ticks so far: the socket thread's wakes while reading on the timer.
+    ticks: u64,
 }
 
 impl Default for ReadPacing {
@@ -68,7 +145,14 @@ impl Default for ReadPacing {
 
 impl ReadPacing {
     pub fn new() -> Self {
-        ReadPacing { mode: ReadMode::OnWake, last_read: None, close_reads: 0, quiet_ticks: 0, tick_open: false }
+        ReadPacing {
+            mode: ReadMode::OnWake,
+            last_read: None,
+            close_reads: 0,
+            quiet_ticks: 0,
+            tick_open: false,
+            ticks: 0,
+        }
     }
 
     pub fn mode(&self) -> ReadMode {
@@ -96,6 +180,11 @@ impl ReadPacing {
     /// The pace timer fired: a new tick.
     pub fn tick(&mut self) {
         self.tick_open = true;
+        self.ticks += 1;
+    }
+
+    pub fn ticks(&self) -> u64 {
+        self.ticks
     }
 
     /// A read on the timer returned data.
@@ -176,6 +265,76 @@ mod tests {
         assert_eq!(pace_for(ms(2), Some(ms(3))), Duration::ZERO, "a share below a millisecond");
         assert_eq!(pace_for(ms(2), Some(Duration::from_micros(200))), Duration::ZERO, "a tight loop");
         assert_eq!(pace_for(Duration::ZERO, None), Duration::ZERO);
+    }
+
+    fn at(start: Instant, ms: u64) -> Instant {
+        start + Duration::from_millis(ms)
+    }
+
+    fn rhythm(last_poll: Instant, interval_ms: u64) -> Option<HostRhythm> {
+        Some(HostRhythm { last_poll, interval: Duration::from_millis(interval_ms) })
+    }
+
+    #[test]
+    fn a_read_comes_a_pace_and_a_timer_tick_before_the_next_expected_poll() {
+        let start = Instant::now();
+        // Polls at 0, 16, 32 ms; pace 2 and a 1 ms tick: reads at 13, 29 ms.
+        assert_eq!(next_read_at(at(start, 1), PACE, rhythm(start, 16)), at(start, 13));
+        assert_eq!(next_read_at(at(start, 12), PACE, rhythm(start, 16)), at(start, 13));
+        // Too close to the next poll to read before it: the one after.
+        assert_eq!(next_read_at(at(start, 14), PACE, rhythm(start, 16)), at(start, 29));
+        // The host is a frame late: still the next poll it would make.
+        assert_eq!(next_read_at(at(start, 20), PACE, rhythm(start, 16)), at(start, 29));
+    }
+
+    #[test]
+    fn without_a_host_rhythm_reads_come_every_pace() {
+        let start = Instant::now();
+        assert_eq!(next_read_at(start, PACE, None), at(start, 2));
+        assert_eq!(next_read_at(start, PACE, rhythm(start, 0)), at(start, 2));
+        // A host that stopped polling (several intervals without a poll).
+        let stalled = at(start, 16 * u64::from(POLLS_AHEAD_IN_RHYTHM) + 1);
+        assert_eq!(next_read_at(stalled, PACE, rhythm(start, 16)), stalled + PACE);
+    }
+
+    #[test]
+    fn a_slow_host_still_has_the_socket_read_every_max_gap() {
+        let start = Instant::now();
+        // A host polling once a second: reads no further apart than MAX_READ_GAP.
+        assert_eq!(next_read_at(at(start, 1), PACE, rhythm(start, 1000)), at(start, 1) + MAX_READ_GAP);
+        // and the last read before its poll still comes just before it.
+        assert_eq!(next_read_at(at(start, 990), PACE, rhythm(start, 1000)), at(start, 997));
+    }
+
+    #[test]
+    fn the_planned_interval_ignores_a_late_frame_and_a_second_poll_and_follows_a_new_rate() {
+        let ms = Duration::from_millis;
+        let mut intervals = PollIntervals::default();
+        assert_eq!(intervals.record(ms(16)), ms(16));
+        for _ in 0..INTERVALS_KEPT {
+            intervals.record(ms(16));
+        }
+        assert_eq!(intervals.record(ms(50)), ms(16), "one late frame");
+        assert_eq!(intervals.record(Duration::from_micros(100)), ms(16), "a second poll within a frame");
+        // A host polling twice every frame is still planned by its frames.
+        let mut twice = PollIntervals::default();
+        let planned: Vec<_> =
+            (0..20).map(|i| twice.record(if i % 2 == 0 { Duration::from_micros(100) } else { ms(16) })).collect();
+        assert_eq!(planned.last(), Some(&ms(16)));
+        // A host gone from 60 to 30 fps is followed within INTERVALS_KEPT polls.
+        let settled = (0..INTERVALS_KEPT).map(|_| intervals.record(ms(33))).last();
+        assert_eq!(settled, Some(ms(33)));
+    }
+
+    #[test]
+    fn a_read_is_never_set_in_the_past() {
+        let start = Instant::now();
+        // A poll interval shorter than the lead: the clamp keeps it at now or later.
+        for now_ms in 0..20 {
+            let now = at(start, now_ms);
+            let read = next_read_at(now, PACE, rhythm(start, 2));
+            assert!(read >= now && read <= now + MAX_READ_GAP, "{now_ms}");
+        }
     }
 
     #[test]
