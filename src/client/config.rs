@@ -12,10 +12,11 @@ use crate::protocol::proxy::ProxySetting;
 
 pub(crate) const DEFAULT_API_URL: &str = "https://api.datanet.art";
 pub(crate) const DEFAULT_WS_URL: &str = "wss://ws.datanet.art";
-/// 2 ms: a host polling once a frame sees most messages in the frame it would
-/// have anyway (measured in README, "Reading the socket on a timer").
+/// 2 ms: reads set this (and a timer tick) before the host's next poll reach it
+/// even when its frame comes a little early, and only what arrives in those last
+/// ms waits a frame (measured in README, "Reading the socket on a timer").
 const DEFAULT_READ_PACE: Duration = Duration::from_millis(2);
-/// Beyond a few frames the delay would show.
+/// A lead of several frames would only add delay.
 const MAX_READ_PACE_MS: u64 = 50;
 
 /// Every setting of one client. `Debug` is implemented by hand to keep the API

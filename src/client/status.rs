@@ -55,7 +55,8 @@ pub struct Counters {
 }
 
 /// Socket reads that returned data, by what started them: a readiness wake, or
-/// the pace timer while data comes often (`read_pace_ms`).
+/// the timer (set just before the host's next poll) while data comes often
+/// (`read_pace_ms`).
 #[derive(Default)]
 pub struct SocketReads {
     pub on_wake: AtomicU64,

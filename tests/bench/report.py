@@ -141,15 +141,15 @@ def standins_section(results):
 
 
 def pacing_section(runs, frame_latency):
-    """What reading the socket on the pace timer saves, and what it costs in
-    latency as a 60 fps host sees it."""
+    """What reading the socket on the timer (once a frame, read_pace_ms before the
+    host's next poll) saves, and what it costs in latency as a 60 fps host sees it."""
     get = {(r["design"], r["mode"], r["rate"]): r for r in runs}
     paces = [("project-unpaced", "0 (every packet)"), ("project", "2 (default)"), ("project-pace4", "4")]
     if not all((design, "callbacks", 1000) in get for design, _ in paces):
         return []
     lines = ["", "### Reading the socket on a timer (`read_pace_ms`), 1,000 msg/s", "",
-             "The same loads with the socket read on every packet, at the default pace and at twice it "
-             "(rows of the table above):", "",
+             "The same loads with the socket read on every packet, and while busy once a frame, "
+             "`read_pace_ms` before the host's next poll: the default and twice it (rows of the table above):", "",
              "| read_pace_ms | callbacks: process CPU µs/message | callbacks: main-thread µs/frame | table + CHOP: "
              "process CPU µs/message | table + CHOP: main-thread µs/frame |", "|---|---|---|---|---|"]
     for design, label in paces:

@@ -252,7 +252,7 @@ def main():
     configs = [(design, mode, rate, False) for mode, rate in STANDIN_RUNS for design in ("project", "seed", "sdk")]
     configs += [("project", "latest", rate, False) for rate in (100, 10_000)]
     configs += [(design, mode, 1_000, True) for mode in ("callbacks", "table") for design in ("project", "seed", "sdk")]
-    # What reading the socket on the pace timer saves: off, and twice the default.
+    # What reading the socket on the timer saves: off, and twice the default lead.
     configs += [(design, mode, 1_000, False) for mode in ("callbacks", "table")
                 for design in ("project-unpaced", "project-pace4")]
     # One run of a few seconds swings by a third on this VM: every configuration

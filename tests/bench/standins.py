@@ -341,17 +341,18 @@ class TimedProject(ThisProject):
 
 class UnpacedProject(ThisProject):
     """This project reading the socket on every packet (``read_pace_ms=0``), the
-    baseline for what reading on the pace timer saves."""
+    baseline for what reading on the timer saves."""
 
     label = "this project, socket read on every packet"
     options = {"read_pace_ms": 0}
 
 
 class PaceFourProject(ThisProject):
-    """This project with twice the default read pace (at 60 fps the pace may go up
-    to a quarter of the frame, 4.2 ms)."""
+    """This project with twice the default read pace: while busy, the socket is
+    read 4 ms (and a timer tick) before each expected poll instead of 2 (at 60 fps
+    the pace may go up to a quarter of the frame, 4.2 ms)."""
 
-    label = "this project, socket read every 4 ms while busy"
+    label = "this project, socket read 4 ms before each poll while busy"
     options = {"read_pace_ms": 4}
 
 
