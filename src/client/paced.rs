@@ -52,7 +52,7 @@ impl HostPolls {
         let previous = self.last.swap(now, Ordering::Relaxed);
         if previous != 0 {
             let latest = Duration::from_nanos(now.saturating_sub(previous).max(1));
-            // Only the host's polls take this lock: it is never contended.
+            // Only the host's polls take this lock; the socket thread reads the atomic.
             let planned = self.intervals.lock().unwrap_or_else(PoisonError::into_inner).record(latest);
             self.interval.store((planned.as_nanos() as u64).max(1), Ordering::Relaxed);
         }

@@ -27,9 +27,9 @@ pub(crate) const POLL_INTERVAL_SHARE: u32 = 4;
 /// Below this the pace is off: tokio's timers tick in whole milliseconds.
 pub(crate) const MIN_PACE: Duration = Duration::from_millis(1);
 
-/// tokio's timers fire in the millisecond tick after their deadline (measured
-/// 0.5-2 ms late on a busy 2-core machine): a read meant to come before a poll
-/// is set this much earlier still.
+/// tokio's timers fire in the millisecond tick after their deadline (measured on
+/// a busy 2-core machine: up to 2 ms late, about 1 ms typically): a read meant to
+/// come before a poll is set this much earlier still.
 pub(crate) const TIMER_TICK: Duration = Duration::from_millis(1);
 /// A host whose next poll is further away than this many poll intervals has
 /// stopped polling for now (a stalled frame, a modal dialog): read every pace.
