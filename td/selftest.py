@@ -23,6 +23,10 @@ playing; a few seconds at most), then prints the report to the textport, writes 
 to the Text DAT datanet_selftest_report (in /project1, or the root), disconnects,
 and deletes everything else it made. Nothing here blocks TD's main thread.
 
+The report also measures how steadily onFrameStart comes (a second of frames): the
+library reads the socket about 2 ms before each expected poll while messages pour
+in, so frames that start earlier than that get their messages a frame later.
+
 PASS: TD does what the project's code relies on (and the fake is right or stricter).
 FAIL: it does not: the detail says what TD did; please send the report.
 UNKNOWN: could not be checked here (no gateway URL, no numpy, ran out of time).
@@ -41,6 +45,7 @@ CLIENT_NAME = "datanet-selftest"
 REPORT_NAME = "datanet_selftest_report"
 TIMEOUT_SECONDS = 30.0
 ROUND_TRIP_SECONDS = 10.0
+RHYTHM_INTERVALS = 60  # frames measured for the report's onFrameStart rhythm line
 EXECUTE_TOGGLES = ("start", "create", "exit", "framestart", "frameend", "projectpresave")
 PAREXEC_PARS = (("pars", "*"), ("custom", True), ("builtin", False), ("valuechange", True), ("onpulse", True),
                 ("valueschanged", True))
@@ -187,6 +192,7 @@ class SelfTest:
         self.registry.created = []
         self.cooks = {}
         self.cook_plans = {}
+        self.frame_starts = []  # perf_counter at each onFrameStart of the ticker
 
     # -- running -----------------------------------------------------------------
 
@@ -223,6 +229,7 @@ class SelfTest:
     def tick(self, frame):
         if self.finished:
             return
+        self.frame_starts.append(time.perf_counter())
         try:
             if time.monotonic() - self.began > TIMEOUT_SECONDS:
                 self.time_out()
@@ -245,6 +252,8 @@ class SelfTest:
             except Exception as error:
                 self.record(title, "FAIL", describe(error))
             self.current = None
+        if len(self.frame_starts) <= RHYTHM_INTERVALS:
+            return  # the frame rhythm wants a second's worth of frames
         self.finish()
 
     def time_out(self):
@@ -290,6 +299,7 @@ class SelfTest:
             app.version, app.build, getattr(app, "osName", "?"), sys.version.split()[0], numpy_version())]
         lines += ["%-8s %s%s" % (status, title, " -- " + detail if detail else "")
                   for status, title, detail in self.results]
+        lines.append(frame_rhythm(self.frame_starts))
         where = report_parent()
         path = (where.path.rstrip("/") + "/" + REPORT_NAME)
         lines.append("Summary: %d PASS, %d FAIL, %d UNKNOWN. Report in the Text DAT %s: please send it (an issue "
@@ -319,6 +329,24 @@ class SelfTest:
         self.cook_plans[chop.name] = plan
         callbacks.text = CHOP_TEXT
         return chop
+
+
+def frame_rhythm(starts):
+    """A measurement, not a check: how steadily onFrameStart came while the test
+    ran. While messages pour in, the library reads the socket once a frame, about
+    2 ms (read_pace_ms) before the host's next expected poll; a frame that starts
+    earlier than that gets its messages a frame later. Reports from real TD tell
+    whether that lead suits TD's frame rhythm."""
+    intervals = sorted((b - a) * 1000.0 for a, b in zip(starts, starts[1:]))
+    if len(intervals) < 10:
+        return "Measured: too few frames (%d) for onFrameStart's rhythm" % len(starts)
+    median = intervals[len(intervals) // 2]
+    deviations = sorted(abs(interval - median) for interval in intervals)
+    early = sum(1 for interval in intervals if interval < median - 2.0)
+    return ("Measured: onFrameStart every %.2f ms (median of the %d intervals while the test ran), 90%% "
+            "within %.2f ms of it, longest %.2f ms; %d came over 2 ms early (the library's read before each "
+            "poll leads it by about 2 ms)" % (median, len(intervals), deviations[int(0.9 * (len(deviations) - 1))],
+                                              intervals[-1], early))
 
 
 def describe(error):

@@ -3,6 +3,7 @@ from the textport (runpy.run_path with the textport's globals): the fake is TD a
 the project understands it, so it must pass, and the report must tell the readings
 of the build it ran in."""
 
+import importlib.util
 import os
 import re
 import sys
@@ -60,8 +61,22 @@ def test_the_fake_passes_the_selftest_with_a_round_trip(td, lib_env):
     assert "every toggle off" in results["Execute DAT callbacks run only while their toggle is on"][1]
     summary = [line for line in td.textport if line.startswith("Summary:")]
     assert len(summary) == 1 and "0 FAIL" in summary[0], "the report goes to the textport too"
+    rhythm = re.search(r"^Measured: onFrameStart every (\d+\.\d+) ms \(median of the (\d+) intervals", text, re.M)
+    assert rhythm and float(rhythm.group(1)) > 0 and int(rhythm.group(2)) >= 60, text
     assert_cleaned_up(td)
     assert closed_at_the_gateway(lib_env), "no connection left open"
+
+
+def test_the_frame_rhythm_line_counts_frames_that_came_early():
+    spec = importlib.util.spec_from_file_location("selftest", SELFTEST)
+    selftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(selftest)  # as "selftest": it defines, and starts nothing
+    starts = [n * 0.0167 for n in range(30)]
+    starts[10] -= 0.003  # one frame 3 ms early: its interval is short, the next one long
+    line = selftest.frame_rhythm(starts)
+    assert line.startswith("Measured: onFrameStart every 16.70 ms (median of the 29 intervals"), line
+    assert "longest 19.70 ms; 1 came over 2 ms early" in line, line
+    assert "too few frames (3)" in selftest.frame_rhythm(starts[:3])
 
 
 def test_the_report_tells_the_readings_of_the_build_it_ran_in(tmp_path, lib_env, monkeypatch):
