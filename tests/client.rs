@@ -646,6 +646,8 @@ fn frequent_messages_are_read_on_the_pace_timer_in_order_and_sparse_ones_on_wake
     }
     assert!(counter(&paced, "reads_on_timer") > 0, "{}", paced.status()["counters"]);
     assert_eq!(counter(&unpaced, "reads_on_timer"), 0);
+    assert!(paced.status()["read_timer_late_ms"].is_number(), "how late the timer fires is shown");
+    assert!(unpaced.status()["read_timer_late_ms"].is_null());
     // Quiet for far longer than the ticks that end pacing: a lone message is read on a wake.
     std::thread::sleep(Duration::from_secs(1));
     let timed = counter(&paced, "reads_on_timer");

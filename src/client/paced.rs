@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::status::{Counters, SocketReads};
-use crate::protocol::pacing::{next_read_at, pace_for, HostRhythm, PollIntervals, ReadMode, ReadPacing, MIN_PACE};
+use crate::protocol::pacing::{next_read_at, pace_for, HostRhythm, ReadMode, ReadPacing, RecentMedian, MIN_PACE};
 
 /// When the host last polled and its interval between polls, for the pace and
 /// the timer: written by the host's poll, read by the socket thread.
@@ -30,9 +30,9 @@ pub struct HostPolls {
     origin: std::time::Instant,
     /// ns since `origin`, plus one; 0 = never polled.
     last: AtomicU64,
-    /// The interval reads are planned by (`PollIntervals`), in ns; 0 = not known yet.
+    /// The interval reads are planned by (`RecentMedian`), in ns; 0 = not known yet.
     interval: AtomicU64,
-    intervals: Mutex<PollIntervals>,
+    intervals: Mutex<RecentMedian>,
 }
 
 impl Default for HostPolls {
@@ -41,7 +41,7 @@ impl Default for HostPolls {
             origin: std::time::Instant::now(),
             last: AtomicU64::new(0),
             interval: AtomicU64::new(0),
-            intervals: Mutex::new(PollIntervals::default()),
+            intervals: Mutex::new(RecentMedian::default()),
         }
     }
 }
@@ -89,6 +89,8 @@ pub struct PacedStream {
     /// waker, and tokio-tungstenite gives reads and writes different ones.
     read_timer: Pin<Box<Sleep>>,
     read_waiting: bool,
+    /// When the read timer was set to fire: how late it fires is watched.
+    read_deadline: std::time::Instant,
     write_timer: Pin<Box<Sleep>>,
 }
 
@@ -103,6 +105,7 @@ impl PacedStream {
             reads,
             read_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             read_waiting: false,
+            read_deadline: std::time::Instant::now(),
             write_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         }
     }
@@ -150,7 +153,14 @@ impl AsyncRead for PacedStream {
                     if this.read_waiting {
                         ready!(this.read_timer.as_mut().poll(cx));
                         this.read_waiting = false;
-                        this.pacing.tick();
+                        let now = std::time::Instant::now();
+                        let pace = pace_for(this.limit, this.polls.interval());
+                        if this.pacing.tick(now, this.read_deadline, pace) {
+                            Counters::add(&this.reads.timer_too_late, 1);
+                        }
+                        if let Some(late) = this.pacing.timer_lateness() {
+                            this.reads.timer_late_us.store(late.as_micros() as u64 + 1, Ordering::Relaxed);
+                        }
                     }
                     match stream.read(buf.initialize_unfilled()) {
                         Ok(n) => {
@@ -168,6 +178,7 @@ impl AsyncRead for PacedStream {
                             } else {
                                 let at = next_read_at(std::time::Instant::now(), pace, this.polls.rhythm());
                                 this.read_timer.as_mut().reset(Instant::from_std(at));
+                                this.read_deadline = at;
                                 this.read_waiting = true;
                             }
                         }
@@ -358,6 +369,46 @@ mod tests {
             // A tick every pace (4 ms at this rhythm) would be four a frame.
             assert!(ticks <= frames * 3 / 2 + 2, "{ticks} timer ticks in {frames} frames");
             assert_eq!(reads.on_wake.load(Ordering::Relaxed), wakes_before, "the socket stayed off the event loop");
+        });
+    }
+
+    #[test]
+    fn a_timer_firing_far_too_late_puts_reads_back_on_wakes() {
+        runtime().block_on(async {
+            let (mut paced, peer, reads) = reading_on_the_timer().await;
+            // The peer writes from its own thread a byte every 5 ms, while a task on
+            // the reader's thread holds it for 100 ms at a time: each timer tick is
+            // polled long after its deadline, as on a platform with coarse timers.
+            let peer = peer.into_std().unwrap();
+            peer.set_nonblocking(false).unwrap();
+            let count = 300;
+            let writer = std::thread::spawn(move || {
+                let mut peer = peer;
+                for i in 0..count {
+                    peer.write_all(&[i as u8]).unwrap();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                peer
+            });
+            let hogging = Arc::new(AtomicBool::new(true));
+            let hog = tokio::spawn({
+                let hogging = hogging.clone();
+                async move {
+                    while hogging.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(100));
+                        tokio::task::yield_now().await;
+                    }
+                }
+            });
+            let got = read_n(&mut paced, count).await;
+            hogging.store(false, Ordering::Relaxed);
+            hog.await.unwrap();
+            let _peer = writer.join().unwrap();
+            assert_eq!(got, (0..count).map(|i| i as u8).collect::<Vec<_>>());
+            assert!(reads.timer_too_late.load(Ordering::Relaxed) >= 1, "the late timer was noticed");
+            let lead = (PACE + crate::protocol::pacing::TIMER_TICK).as_micros() as u64;
+            assert!(reads.timer_late_us.load(Ordering::Relaxed) > lead + 1, "the lateness is reported");
+            assert_eq!(paced.mode(), ReadMode::OnWake);
         });
     }
 

@@ -61,6 +61,10 @@ pub struct Counters {
 pub struct SocketReads {
     pub on_wake: AtomicU64,
     pub on_timer: AtomicU64,
+    /// How late the timer fired lately (median of its latest ticks), µs + 1; 0 = no tick yet.
+    pub timer_late_us: AtomicU64,
+    /// Times reads left the timer because it fired after the polls it was set for.
+    pub timer_too_late: AtomicU64,
 }
 
 impl Counters {
@@ -127,7 +131,11 @@ pub fn status_json(health: &Health, counters: &Counters, gauges: &Gauges) -> Val
             "dropped_values": gauges.dropped_values,
             "reads_on_wake": c(&counters.socket_reads.on_wake),
             "reads_on_timer": c(&counters.socket_reads.on_timer),
+            "read_timer_too_late": c(&counters.socket_reads.timer_too_late),
         },
+        "read_timer_late_ms": Some(c(&counters.socket_reads.timer_late_us))
+            .filter(|&us| us > 0)
+            .map(|us| (us - 1) as f64 / 1000.0),
         "events_pending": gauges.events_pending,
         "subscriptions": gauges.subscriptions,
         "numeric_channels": gauges.numeric_channels,

@@ -12,7 +12,8 @@
 //! timer fires `pace` before the host's next expected poll (one wake per frame:
 //! 60 a second instead of 1,000); when the host's rhythm is not known, every
 //! `pace`. After a quiet spell reads go back to readiness wakes, so sparse
-//! messages are not delayed at all.
+//! messages are not delayed at all; so they do for a while when the timer fires
+//! too late to come before the polls (coarse platform timers).
 //!
 //! Pure: the I/O side (`client::paced`) reports what happened and asks which way
 //! and when to read next.
@@ -43,6 +44,11 @@ pub(crate) const MAX_READ_GAP: Duration = Duration::from_millis(20);
 pub(crate) const CLOSE_READS_TO_PACE: u32 = 4;
 /// Timer ticks in a row that found nothing, that end reading on the timer.
 pub(crate) const QUIET_TICKS_TO_WAKE: u32 = 8;
+/// How long reads stay on wakes after the pace timer proved too late to come
+/// before the host's polls; then the timer is tried again. A platform whose
+/// timers tick coarsely (Windows' default timer resolution is 15.6 ms, unless the
+/// process raised it) spends a few ticks in this time on a late timer.
+pub(crate) const LATE_TIMER_RETRY: Duration = Duration::from_secs(10);
 
 /// The pace to read at: at most `limit` (the configured pace) and at most a
 /// `POLL_INTERVAL_SHARE`th of the host's poll interval, when the host polls;
@@ -61,35 +67,41 @@ pub fn pace_for(limit: Duration, host_poll_interval: Option<Duration>) -> Durati
 pub struct HostRhythm {
     /// When the host last polled.
     pub last_poll: Instant,
-    /// The interval its polls come at (the median lately: `PollIntervals`).
+    /// The interval its polls come at (the median lately: `RecentMedian`).
     pub interval: Duration,
 }
 
-/// How many of the host's latest poll intervals its rhythm is judged by.
-pub(crate) const INTERVALS_KEPT: usize = 8;
+/// How many of the latest durations a `RecentMedian` judges by.
+pub(crate) const RECENT_KEPT: usize = 8;
 
-/// The host's latest intervals between polls. Their median is the interval reads
-/// are planned by: one late frame does not move it (a read planned by a late
-/// frame's interval would come after the next, on-time poll and miss it), nor
-/// does a second poll within a frame, and a host that changed its frame rate is
-/// followed within a few polls.
+/// The median of the latest `RECENT_KEPT` durations: what something takes lately,
+/// unmoved by one outlier. Used for the host's interval between polls (reads are
+/// planned by it: one late frame does not move it, since a read planned by a late
+/// frame's interval would come after the next, on-time poll and miss it; nor does
+/// a second poll within a frame; a host that changed its frame rate is followed
+/// within a few polls) and for how late the pace timer fires.
 #[derive(Debug, Clone, Default)]
-pub struct PollIntervals {
-    recent: [Duration; INTERVALS_KEPT],
+pub struct RecentMedian {
+    recent: [Duration; RECENT_KEPT],
     kept: usize,
     next: usize,
 }
 
-impl PollIntervals {
-    /// Keeps the latest interval; returns the median of those kept.
+impl RecentMedian {
+    /// Keeps the latest duration; returns the median of those kept.
     pub fn record(&mut self, latest: Duration) -> Duration {
         self.recent[self.next] = latest;
-        self.next = (self.next + 1) % INTERVALS_KEPT;
-        self.kept = (self.kept + 1).min(INTERVALS_KEPT);
+        self.next = (self.next + 1) % RECENT_KEPT;
+        self.kept = (self.kept + 1).min(RECENT_KEPT);
         let mut sorted = self.recent;
         let sorted = &mut sorted[..self.kept];
         sorted.sort_unstable();
         sorted[self.kept / 2]
+    }
+
+    /// Whether `RECENT_KEPT` durations are kept: the median is judged by a full set.
+    pub fn is_full(&self) -> bool {
+        self.kept == RECENT_KEPT
     }
 }
 
@@ -135,6 +147,11 @@ pub struct ReadPacing {
     tick_open: bool,
     /// Timer ticks so far: the socket thread's wakes while reading on the timer.
     ticks: u64,
+    /// How late the timer fired, lately.
+    lateness: RecentMedian,
+    latest_lateness: Option<Duration>,
+    /// Reading on the timer is off until then: the timer fired too late.
+    timer_off_until: Option<Instant>,
 }
 
 impl Default for ReadPacing {
@@ -152,6 +169,9 @@ impl ReadPacing {
             quiet_ticks: 0,
             tick_open: false,
             ticks: 0,
+            lateness: RecentMedian::default(),
+            latest_lateness: None,
+            timer_off_until: None,
         }
     }
 
@@ -163,6 +183,12 @@ impl ReadPacing {
     pub fn woken_read(&mut self, now: Instant, pace: Duration) -> ReadMode {
         if pace.is_zero() || self.mode == ReadMode::OnTimer {
             return self.mode;
+        }
+        if let Some(until) = self.timer_off_until {
+            if now < until {
+                return self.mode;
+            }
+            self.timer_off_until = None;
         }
         let close = self.last_read.is_some_and(|last| now.saturating_duration_since(last) < pace);
         self.last_read = Some(now);
@@ -177,10 +203,30 @@ impl ReadPacing {
         self.mode
     }
 
-    /// The pace timer fired: a new tick.
-    pub fn tick(&mut self) {
+    /// The pace timer, set for `deadline`, fired and its read comes at `now`: a
+    /// new tick. Returns true when the timer has lately fired too late for its
+    /// reads to come before the host's polls (the median of the latest
+    /// `RECENT_KEPT` ticks came later than the lead it was set with: `pace` and a
+    /// timer tick); reads then go back to wakes at the next drain, for
+    /// `LATE_TIMER_RETRY`. Reading on every wake costs more CPU, but a read after
+    /// the poll delays a frame's messages by a frame.
+    pub fn tick(&mut self, now: Instant, deadline: Instant, pace: Duration) -> bool {
         self.tick_open = true;
         self.ticks += 1;
+        let median = self.lateness.record(now.saturating_duration_since(deadline));
+        self.latest_lateness = Some(median);
+        if self.lateness.is_full() && median > pace + TIMER_TICK {
+            self.timer_off_until = Some(now + LATE_TIMER_RETRY);
+            self.lateness = RecentMedian::default();
+            return true;
+        }
+        false
+    }
+
+    /// How late the timer fired lately (the median of its latest ticks); None
+    /// before its first tick.
+    pub fn timer_lateness(&self) -> Option<Duration> {
+        self.latest_lateness
     }
 
     pub fn ticks(&self) -> u64 {
@@ -195,13 +241,14 @@ impl ReadPacing {
 
     /// The socket had nothing more to read this tick; returns how to read next:
     /// on wakes again after `QUIET_TICKS_TO_WAKE` ticks in a row found nothing,
-    /// or at once when the pace is now zero.
+    /// or at once when the pace is now zero or the timer proved too late.
     pub fn drained(&mut self, pace: Duration) -> ReadMode {
         if self.mode == ReadMode::OnTimer && self.tick_open {
             self.tick_open = false;
             self.quiet_ticks += 1;
         }
-        if self.mode == ReadMode::OnTimer && (self.quiet_ticks >= QUIET_TICKS_TO_WAKE || pace.is_zero()) {
+        let timer_off = self.timer_off_until.is_some();
+        if self.mode == ReadMode::OnTimer && (self.quiet_ticks >= QUIET_TICKS_TO_WAKE || pace.is_zero() || timer_off) {
             self.mode = ReadMode::OnWake;
             self.last_read = None;
         }
@@ -309,20 +356,20 @@ mod tests {
     #[test]
     fn the_planned_interval_ignores_a_late_frame_and_a_second_poll_and_follows_a_new_rate() {
         let ms = Duration::from_millis;
-        let mut intervals = PollIntervals::default();
+        let mut intervals = RecentMedian::default();
         assert_eq!(intervals.record(ms(16)), ms(16));
-        for _ in 0..INTERVALS_KEPT {
+        for _ in 0..RECENT_KEPT {
             intervals.record(ms(16));
         }
         assert_eq!(intervals.record(ms(50)), ms(16), "one late frame");
         assert_eq!(intervals.record(Duration::from_micros(100)), ms(16), "a second poll within a frame");
         // A host polling twice every frame is still planned by its frames.
-        let mut twice = PollIntervals::default();
+        let mut twice = RecentMedian::default();
         let planned: Vec<_> =
             (0..20).map(|i| twice.record(if i % 2 == 0 { Duration::from_micros(100) } else { ms(16) })).collect();
         assert_eq!(planned.last(), Some(&ms(16)));
-        // A host gone from 60 to 30 fps is followed within INTERVALS_KEPT polls.
-        let settled = (0..INTERVALS_KEPT).map(|_| intervals.record(ms(33))).last();
+        // A host gone from 60 to 30 fps is followed within RECENT_KEPT polls.
+        let settled = (0..RECENT_KEPT).map(|_| intervals.record(ms(33))).last();
         assert_eq!(settled, Some(ms(33)));
     }
 
@@ -341,9 +388,14 @@ mod tests {
     fn a_pace_gone_to_zero_ends_the_timer_at_the_next_drain() {
         let mut pacing = paced();
         assert_eq!(pacing.drained(PACE), ReadMode::OnTimer);
-        pacing.tick();
+        tick_on_time(&mut pacing);
         pacing.timed_read();
         assert_eq!(pacing.drained(Duration::ZERO), ReadMode::OnWake);
+    }
+
+    fn tick_on_time(pacing: &mut ReadPacing) {
+        let now = Instant::now();
+        assert!(!pacing.tick(now, now, PACE));
     }
 
     fn paced() -> ReadPacing {
@@ -359,10 +411,10 @@ mod tests {
         // The tick that switched had data: its drain is not quiet.
         assert_eq!(pacing.drained(PACE), ReadMode::OnTimer);
         for _ in 1..QUIET_TICKS_TO_WAKE {
-            pacing.tick();
+            tick_on_time(&mut pacing);
             assert_eq!(pacing.drained(PACE), ReadMode::OnTimer);
         }
-        pacing.tick();
+        tick_on_time(&mut pacing);
         assert_eq!(pacing.drained(PACE), ReadMode::OnWake);
         // and starts counting close reads afresh
         assert_eq!(pacing.woken_read(Instant::now(), PACE), ReadMode::OnWake);
@@ -373,10 +425,10 @@ mod tests {
         let mut pacing = paced();
         for _ in 0..3 * QUIET_TICKS_TO_WAKE {
             for _ in 0..QUIET_TICKS_TO_WAKE - 1 {
-                pacing.tick();
+                tick_on_time(&mut pacing);
                 assert_eq!(pacing.drained(PACE), ReadMode::OnTimer);
             }
-            pacing.tick();
+            tick_on_time(&mut pacing);
             pacing.timed_read();
             assert_eq!(pacing.drained(PACE), ReadMode::OnTimer);
         }
@@ -387,10 +439,55 @@ mod tests {
         let mut pacing = paced();
         pacing.drained(PACE);
         for _ in 0..QUIET_TICKS_TO_WAKE - 1 {
-            pacing.tick();
+            tick_on_time(&mut pacing);
             for _ in 0..5 {
                 assert_eq!(pacing.drained(PACE), ReadMode::OnTimer);
             }
         }
+    }
+
+    /// Ticks `n` times, each `late` after its deadline, from `start`; returns
+    /// whether any tick found the timer too late.
+    fn late_ticks(pacing: &mut ReadPacing, start: Instant, late: Duration, n: u32) -> bool {
+        let mut stopped = false;
+        for i in 0..n {
+            let deadline = start + Duration::from_millis(16) * i;
+            stopped |= pacing.tick(deadline + late, deadline, PACE);
+            pacing.timed_read();
+            if pacing.drained(PACE) == ReadMode::OnWake {
+                break;
+            }
+        }
+        stopped
+    }
+
+    #[test]
+    fn a_timer_firing_within_its_lead_keeps_reads_on_it() {
+        let mut pacing = paced();
+        // The usual tokio lateness, and a late tick now and then.
+        let start = Instant::now();
+        assert!(!late_ticks(&mut pacing, start, Duration::from_millis(1), 3 * RECENT_KEPT as u32));
+        assert!(!pacing.tick(start, start - Duration::from_millis(15), PACE), "one tick 15 ms late");
+        assert_eq!(pacing.drained(PACE), ReadMode::OnTimer);
+        assert_eq!(pacing.timer_lateness(), Some(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn a_timer_firing_after_the_polls_puts_reads_on_wakes_and_is_tried_again_later() {
+        let mut pacing = paced();
+        let start = Instant::now();
+        // Coarse timers: every tick lands well after the read's lead (pace + a tick).
+        let late = PACE + TIMER_TICK + Duration::from_millis(5);
+        assert!(late_ticks(&mut pacing, start, late, RECENT_KEPT as u32));
+        assert_eq!(pacing.mode(), ReadMode::OnWake);
+        assert_eq!(pacing.timer_lateness(), Some(late));
+        // Close reads do not go back on the timer until LATE_TIMER_RETRY has passed.
+        let stopped_at = start + Duration::from_millis(16) * (RECENT_KEPT as u32 - 1) + late;
+        assert!(reads(&mut pacing, stopped_at, Duration::ZERO, 100).iter().all(|&m| m == ReadMode::OnWake));
+        let retry = stopped_at + LATE_TIMER_RETRY;
+        assert_eq!(reads(&mut pacing, retry, Duration::ZERO, CLOSE_READS_TO_PACE + 1).last(), Some(&ReadMode::OnTimer));
+        // The retry is judged afresh: a few late ticks alone do not stop it.
+        assert!(!late_ticks(&mut pacing, retry, late, RECENT_KEPT as u32 - 1));
+        assert_eq!(pacing.mode(), ReadMode::OnTimer);
     }
 }
