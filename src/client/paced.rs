@@ -137,13 +137,14 @@ impl AsyncRead for PacedStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
+            let pace = this.pace();
             match &mut this.socket {
                 Socket::Registered(stream) => {
                     let before = buf.filled().len();
                     ready!(Pin::new(stream).poll_read(cx, buf))?;
                     if buf.filled().len() > before {
                         Counters::add(&this.reads.on_wake, 1);
-                        if this.pacing.woken_read(std::time::Instant::now(), this.pace()) == ReadMode::OnTimer {
+                        if this.pacing.woken_read(std::time::Instant::now(), pace) == ReadMode::OnTimer {
                             this.move_socket(ReadMode::OnTimer)?;
                         }
                     }
@@ -153,13 +154,10 @@ impl AsyncRead for PacedStream {
                     if this.read_waiting {
                         ready!(this.read_timer.as_mut().poll(cx));
                         this.read_waiting = false;
-                        let now = std::time::Instant::now();
-                        let pace = pace_for(this.limit, this.polls.interval());
-                        if this.pacing.tick(now, this.read_deadline, pace) {
+                        let check = this.pacing.tick(std::time::Instant::now(), this.read_deadline, pace);
+                        this.reads.timer_late_us.store(check.lateness.as_micros() as u64 + 1, Ordering::Relaxed);
+                        if check.too_late {
                             Counters::add(&this.reads.timer_too_late, 1);
-                        }
-                        if let Some(late) = this.pacing.timer_lateness() {
-                            this.reads.timer_late_us.store(late.as_micros() as u64 + 1, Ordering::Relaxed);
                         }
                     }
                     match stream.read(buf.initialize_unfilled()) {
@@ -172,7 +170,6 @@ impl AsyncRead for PacedStream {
                             return Poll::Ready(Ok(()));
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            let pace = this.pace();
                             if this.pacing.drained(pace) == ReadMode::OnWake {
                                 this.move_socket(ReadMode::OnWake)?;
                             } else {

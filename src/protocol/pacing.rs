@@ -127,6 +127,15 @@ pub fn next_read_at(now: Instant, pace: Duration, host: Option<HostRhythm>) -> I
     before_poll.clamp(now, now + MAX_READ_GAP)
 }
 
+/// What a tick found of the pace timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerCheck {
+    /// How late it fires lately: the median of its latest ticks.
+    pub lateness: Duration,
+    /// Too late for reads to come before the polls: reads leave the timer.
+    pub too_late: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
     /// Read when the event loop says the socket has data.
@@ -149,7 +158,6 @@ pub struct ReadPacing {
     ticks: u64,
     /// How late the timer fired, lately.
     lateness: RecentMedian,
-    latest_lateness: Option<Duration>,
     /// Reading on the timer is off until then: the timer fired too late.
     timer_off_until: Option<Instant>,
 }
@@ -170,7 +178,6 @@ impl ReadPacing {
             tick_open: false,
             ticks: 0,
             lateness: RecentMedian::default(),
-            latest_lateness: None,
             timer_off_until: None,
         }
     }
@@ -204,29 +211,21 @@ impl ReadPacing {
     }
 
     /// The pace timer, set for `deadline`, fired and its read comes at `now`: a
-    /// new tick. Returns true when the timer has lately fired too late for its
-    /// reads to come before the host's polls (the median of the latest
-    /// `RECENT_KEPT` ticks came later than the lead it was set with: `pace` and a
-    /// timer tick); reads then go back to wakes at the next drain, for
-    /// `LATE_TIMER_RETRY`. Reading on every wake costs more CPU, but a read after
-    /// the poll delays a frame's messages by a frame.
-    pub fn tick(&mut self, now: Instant, deadline: Instant, pace: Duration) -> bool {
+    /// new tick. The timer is too late when the median of its latest
+    /// `RECENT_KEPT` ticks came later than the lead it was set with (`pace` and a
+    /// timer tick): its reads come after the host's polls. Reads then go back to
+    /// wakes at the next drain, for `LATE_TIMER_RETRY`: reading on every wake costs
+    /// more CPU, but a read after the poll delays a frame's messages by a frame.
+    pub fn tick(&mut self, now: Instant, deadline: Instant, pace: Duration) -> TimerCheck {
         self.tick_open = true;
         self.ticks += 1;
-        let median = self.lateness.record(now.saturating_duration_since(deadline));
-        self.latest_lateness = Some(median);
-        if self.lateness.is_full() && median > pace + TIMER_TICK {
+        let lateness = self.lateness.record(now.saturating_duration_since(deadline));
+        let too_late = self.lateness.is_full() && lateness > pace + TIMER_TICK;
+        if too_late {
             self.timer_off_until = Some(now + LATE_TIMER_RETRY);
             self.lateness = RecentMedian::default();
-            return true;
         }
-        false
-    }
-
-    /// How late the timer fired lately (the median of its latest ticks); None
-    /// before its first tick.
-    pub fn timer_lateness(&self) -> Option<Duration> {
-        self.latest_lateness
+        TimerCheck { lateness, too_late }
     }
 
     pub fn ticks(&self) -> u64 {
@@ -395,7 +394,7 @@ mod tests {
 
     fn tick_on_time(pacing: &mut ReadPacing) {
         let now = Instant::now();
-        assert!(!pacing.tick(now, now, PACE));
+        assert!(!pacing.tick(now, now, PACE).too_late);
     }
 
     fn paced() -> ReadPacing {
@@ -446,19 +445,23 @@ mod tests {
         }
     }
 
-    /// Ticks `n` times, each `late` after its deadline, from `start`; returns
-    /// whether any tick found the timer too late.
-    fn late_ticks(pacing: &mut ReadPacing, start: Instant, late: Duration, n: u32) -> bool {
-        let mut stopped = false;
+    /// Ticks up to `n` times, each `late` after its deadline, from `start`, until
+    /// reads leave the timer; returns what each tick found.
+    fn late_ticks(pacing: &mut ReadPacing, start: Instant, late: Duration, n: u32) -> Vec<TimerCheck> {
+        let mut checks = Vec::new();
         for i in 0..n {
             let deadline = start + Duration::from_millis(16) * i;
-            stopped |= pacing.tick(deadline + late, deadline, PACE);
+            checks.push(pacing.tick(deadline + late, deadline, PACE));
             pacing.timed_read();
             if pacing.drained(PACE) == ReadMode::OnWake {
                 break;
             }
         }
-        stopped
+        checks
+    }
+
+    fn any_too_late(checks: &[TimerCheck]) -> bool {
+        checks.iter().any(|check| check.too_late)
     }
 
     #[test]
@@ -466,10 +469,10 @@ mod tests {
         let mut pacing = paced();
         // The usual tokio lateness, and a late tick now and then.
         let start = Instant::now();
-        assert!(!late_ticks(&mut pacing, start, Duration::from_millis(1), 3 * RECENT_KEPT as u32));
-        assert!(!pacing.tick(start, start - Duration::from_millis(15), PACE), "one tick 15 ms late");
+        assert!(!any_too_late(&late_ticks(&mut pacing, start, Duration::from_millis(1), 3 * RECENT_KEPT as u32)));
+        let check = pacing.tick(start, start - Duration::from_millis(15), PACE);
+        assert_eq!(check, TimerCheck { lateness: Duration::from_millis(1), too_late: false }, "one tick 15 ms late");
         assert_eq!(pacing.drained(PACE), ReadMode::OnTimer);
-        assert_eq!(pacing.timer_lateness(), Some(Duration::from_millis(1)));
     }
 
     #[test]
@@ -478,16 +481,18 @@ mod tests {
         let start = Instant::now();
         // Coarse timers: every tick lands well after the read's lead (pace + a tick).
         let late = PACE + TIMER_TICK + Duration::from_millis(5);
-        assert!(late_ticks(&mut pacing, start, late, RECENT_KEPT as u32));
+        let checks = late_ticks(&mut pacing, start, late, RECENT_KEPT as u32);
+        assert_eq!(checks.len(), RECENT_KEPT, "judged by a full set of ticks");
+        assert!(!any_too_late(&checks[..RECENT_KEPT - 1]));
+        assert_eq!(checks.last(), Some(&TimerCheck { lateness: late, too_late: true }));
         assert_eq!(pacing.mode(), ReadMode::OnWake);
-        assert_eq!(pacing.timer_lateness(), Some(late));
         // Close reads do not go back on the timer until LATE_TIMER_RETRY has passed.
         let stopped_at = start + Duration::from_millis(16) * (RECENT_KEPT as u32 - 1) + late;
         assert!(reads(&mut pacing, stopped_at, Duration::ZERO, 100).iter().all(|&m| m == ReadMode::OnWake));
         let retry = stopped_at + LATE_TIMER_RETRY;
         assert_eq!(reads(&mut pacing, retry, Duration::ZERO, CLOSE_READS_TO_PACE + 1).last(), Some(&ReadMode::OnTimer));
         // The retry is judged afresh: a few late ticks alone do not stop it.
-        assert!(!late_ticks(&mut pacing, retry, late, RECENT_KEPT as u32 - 1));
+        assert!(!any_too_late(&late_ticks(&mut pacing, retry, late, RECENT_KEPT as u32 - 1)));
         assert_eq!(pacing.mode(), ReadMode::OnTimer);
     }
 }
