@@ -148,7 +148,7 @@ def latency(kind, rate, seconds, options=None, frame_s=None):
     once every ``frame_s`` as a TD host polls (then the time until the poll of the
     frame that delivers it). ``options``: this project's connect options."""
     reset_runtime()
-    got = []
+    got, timer = [], {}
     with Gateway() as gw:
         names = channel_names(rate, 10)
         ws_url = "ws://" + gw.url[len("http://"):]
@@ -161,7 +161,14 @@ def latency(kind, rate, seconds, options=None, frame_s=None):
             while len(client.status()["occupancy"]) < len(names):
                 client.poll()
                 time.sleep(0.002)
-            drain, stop = client.poll, client.disconnect
+            drain = client.poll
+
+            def stop():
+                # How late the read timer fired (pacing reads just before each poll).
+                status = client.status()
+                timer.update(late_ms=status.get("read_timer_late_ms"),
+                             too_late=status["counters"].get("read_timer_too_late"))
+                client.disconnect()
         else:
             holder = clients.CLIENTS[kind].__new__(clients.CLIENTS[kind])
             clients.PythonClient.__init__(holder, None, gw.url, library(), names, False)
@@ -193,7 +200,8 @@ def latency(kind, rate, seconds, options=None, frame_s=None):
         stop()
     micros = [g / 1000 for g in got]
     return {"client": kind, "rate": rate, "messages": len(micros), "p50_us": statistics.median(micros),
-            "p99_us": percentile(micros, 0.99), "max_us": max(micros), "samples": micros}
+            "p99_us": percentile(micros, 0.99), "max_us": max(micros), "samples": micros,
+            "timer_late_ms": timer.get("late_ms"), "timer_too_late": timer.get("too_late")}
 
 
 def footprint(kind):
@@ -365,8 +373,9 @@ def main():
             samples = r.pop("samples")
             r.update(pace="default (2)" if pace is None else str(pace), mean_us=statistics.mean(samples))
             results["frame_latency"].append(r)
-            print("  read_pace_ms %-11s %6d msg/s: p50 %s us, p99 %s, mean %s" % (
-                r["pace"], rate, fmt(r["p50_us"]), fmt(r["p99_us"]), fmt(r["mean_us"])), flush=True)
+            print("  read_pace_ms %-11s %6d msg/s: p50 %s us, p99 %s, mean %s; read timer %s ms late, too late %s "
+                  "times" % (r["pace"], rate, fmt(r["p50_us"]), fmt(r["p99_us"]), fmt(r["mean_us"]),
+                             r["timer_late_ms"], r["timer_too_late"]), flush=True)
 
     print("== footprint", flush=True)
     results["footprint"] = [footprint(kind) for kind in ("project", "A", "B")]
