@@ -403,7 +403,7 @@ mod tests {
             let _peer = writer.join().unwrap();
             assert_eq!(got, (0..count).map(|i| i as u8).collect::<Vec<_>>());
             assert!(reads.timer_too_late.load(Ordering::Relaxed) >= 1, "the late timer was noticed");
-            let lead = (PACE + crate::protocol::pacing::TIMER_TICK).as_micros() as u64;
+            let lead = crate::protocol::pacing::read_lead(PACE).as_micros() as u64;
             assert!(reads.timer_late_us.load(Ordering::Relaxed) > lead + 1, "the lateness is reported");
             assert_eq!(paced.mode(), ReadMode::OnWake);
         });

@@ -12,8 +12,8 @@
 //! timer fires `pace` before the host's next expected poll (one wake per frame:
 //! 60 a second instead of 1,000); when the host's rhythm is not known, every
 //! `pace`. After a quiet spell reads go back to readiness wakes, so sparse
-//! messages are not delayed at all; so they do for a while when the timer fires
-//! too late to come before the polls (coarse platform timers).
+//! messages are not delayed at all; they also go back for a while when the timer
+//! fires too late to come before the polls (coarse platform timers).
 //!
 //! Pure: the I/O side (`client::paced`) reports what happened and asks which way
 //! and when to read next.
@@ -32,6 +32,12 @@ pub(crate) const MIN_PACE: Duration = Duration::from_millis(1);
 /// a busy 2-core machine: up to 2 ms late, about 1 ms typically): a read meant to
 /// come before a poll is set this much earlier still.
 pub(crate) const TIMER_TICK: Duration = Duration::from_millis(1);
+
+/// How long before the host's expected poll a read is set for: the pace and a
+/// timer tick. A timer that fires later than this lately is too late (`tick`).
+pub(crate) fn read_lead(pace: Duration) -> Duration {
+    pace + TIMER_TICK
+}
 /// A host whose next poll is further away than this many poll intervals has
 /// stopped polling for now (a stalled frame, a modal dialog): read every pace.
 pub(crate) const POLLS_AHEAD_IN_RHYTHM: u32 = 4;
@@ -117,7 +123,7 @@ pub fn next_read_at(now: Instant, pace: Duration, host: Option<HostRhythm>) -> I
     if interval.is_zero() {
         return every_pace;
     }
-    let lead = pace + TIMER_TICK;
+    let lead = read_lead(pace);
     // The first poll at last_poll + k * interval that is more than `lead` away.
     let k = (now + lead).saturating_duration_since(last_poll).as_nanos() / interval.as_nanos() + 1;
     if k > u128::from(POLLS_AHEAD_IN_RHYTHM) {
@@ -212,15 +218,15 @@ impl ReadPacing {
 
     /// The pace timer, set for `deadline`, fired and its read comes at `now`: a
     /// new tick. The timer is too late when the median of its latest
-    /// `RECENT_KEPT` ticks came later than the lead it was set with (`pace` and a
-    /// timer tick): its reads come after the host's polls. Reads then go back to
+    /// `RECENT_KEPT` ticks came later than the lead it was set with (`read_lead`):
+    /// its reads come after the host's polls. Reads then go back to
     /// wakes at the next drain, for `LATE_TIMER_RETRY`: reading on every wake costs
     /// more CPU, but a read after the poll delays a frame's messages by a frame.
     pub fn tick(&mut self, now: Instant, deadline: Instant, pace: Duration) -> TimerCheck {
         self.tick_open = true;
         self.ticks += 1;
         let lateness = self.lateness.record(now.saturating_duration_since(deadline));
-        let too_late = self.lateness.is_full() && lateness > pace + TIMER_TICK;
+        let too_late = self.lateness.is_full() && lateness > read_lead(pace);
         if too_late {
             self.timer_off_until = Some(now + LATE_TIMER_RETRY);
             self.lateness = RecentMedian::default();
@@ -480,7 +486,7 @@ mod tests {
         let mut pacing = paced();
         let start = Instant::now();
         // Coarse timers: every tick lands well after the read's lead (pace + a tick).
-        let late = PACE + TIMER_TICK + Duration::from_millis(5);
+        let late = read_lead(PACE) + Duration::from_millis(5);
         let checks = late_ticks(&mut pacing, start, late, RECENT_KEPT as u32);
         assert_eq!(checks.len(), RECENT_KEPT, "judged by a full set of ticks");
         assert!(!any_too_late(&checks[..RECENT_KEPT - 1]));
