@@ -66,6 +66,7 @@ _POLL_GROUP_PICKLE = 2
 _DELIVER_EVERY, _DELIVER_LATEST, _DELIVER_STORE_ONLY = 0, 1, 2
 _HEADER = struct.Struct("<IBBHqIIIIII")
 _GENERATION_NONE = (1 << 64) - 1
+_U32_MAX = (1 << 32) - 1
 _ROW_SEPARATOR, _CELL_SEPARATOR = "\x1e", "\x1f"
 
 EVENTS = ("connect", "disconnect", "error", "presence")
@@ -565,6 +566,28 @@ class _CallBuffer:
         return _CallBuffer(max(self.info.len, 2 * self.size), type(self.info))
 
 
+def _frame_call(st, key, name, *args):
+    """Keeps (function, args) for library call ``name`` under ``key`` in the
+    state's ``frame_calls``: ``args`` as C values, and a function object of its
+    own without argtypes, so ctypes converts nothing per call. In a frame's first
+    library call, after the thread did other work, that conversion cost ~20 µs
+    here, as much as the call (README, "The poll path"). ``frame_calls`` is
+    emptied whenever the handle or a buffer they point to changes."""
+    # Indexing a library makes a new function object each time (ctypes docs,
+    # "Loading shared libraries"): its argtypes stay unset, lib.<name>'s stay.
+    function = st["lib"][name]
+    function.restype = ctypes.c_int32
+    call = st["frame_calls"][key] = (function, args)
+    return call
+
+
+def _poll_call(st, limit, flags):
+    """dn_poll's _frame_call for the state's poll buffer, ``limit`` and ``flags``."""
+    poll = st["poll"]
+    return _frame_call(st, flags if limit == 0 else None, "dn_poll", ctypes.c_uint64(st["handle"]), poll.buffer,
+                       ctypes.c_size_t(poll.size), ctypes.c_uint32(limit), ctypes.c_uint32(flags), poll.info_ref)
+
+
 def _new_state():
     return {
         "lib": None,
@@ -588,6 +611,8 @@ def _new_state():
         "rows": _CallBuffer(1 << 16, _RowsInfo),
         "values": (ctypes.c_double * 0)(),
         "names": ctypes.create_string_buffer(1 << 16),
+        "values_info": _ValuesInfo(),
+        "frame_calls": {},  # see _frame_call
         "last_status": None,
     }
 
@@ -636,7 +661,9 @@ class DataNet:
         self.disconnect()
         handle = ctypes.c_uint64()
         _check(lib, lib.dn_client_new(_c_text(config_text, "config"), ctypes.byref(handle)))
-        st.update(lib=lib, handle=handle.value, config=config_text, row_seq=0, values_version=0)
+        # A new client numbers its table rows from 1 again: the tables' cursors
+        # start over with it (their counts go on).
+        st.update(lib=lib, handle=handle.value, config=config_text, row_seq=0, values_version=0, table_cursors={})
         st["chop"].update(generation=_GENERATION_NONE, written={}, version=None)
         st["delivery"].clear()
         for channel, entries in st["subscribers"].items():
@@ -659,7 +686,7 @@ class DataNet:
         except DataNetError:
             pass
         st["lib"].dn_client_free(st["handle"])
-        st.update(handle=None, config=None)
+        st.update(handle=None, config=None, frame_calls={})
 
     def is_connected(self):
         return self.status().get("state") == "connected"
@@ -863,15 +890,22 @@ class DataNet:
         st = self._state
         if st["handle"] is None:
             return 0
-        lib, poll = st["lib"], st["poll"]
-        limit = 0 if max_events is None else max(1, int(max_events))
+        lib = st["lib"]
+        limit = 0 if max_events is None else min(max(1, int(max_events)), _U32_MAX)
         flags = _POLL_GROUP_PICKLE if st["group_json"] else 0
-        rc = lib.dn_poll(st["handle"], poll.buffer, poll.size, limit, flags, poll.info_ref)
+        # Kept by flags (the other frame calls by name); a limit is rare: made anew.
+        call = st["frame_calls"].get(flags) if limit == 0 else None
+        if call is None:
+            call = _poll_call(st, limit, flags)
+        rc = call[0](*call[1])
         if rc == _ERR_BUFFER_TOO_SMALL:
-            poll = st["poll"] = poll.grown()
-            rc = lib.dn_poll(st["handle"], poll.buffer, poll.size, limit, flags, poll.info_ref)
+            st["poll"] = st["poll"].grown()
+            st["frame_calls"].clear()
+            call = _poll_call(st, limit, flags)
+            rc = call[0](*call[1])
         if rc:
             _check(lib, rc)
+        poll = st["poll"]
         info = poll.info
         st["values_version"] = info.values_version
         st["row_seq"] = info.row_seq
@@ -1047,17 +1081,24 @@ class DataNet:
         chop = st["chop"]
         if st["handle"] is None:
             return [], st["values"], 0
-        lib, info = st["lib"], _ValuesInfo()
+        lib, info = st["lib"], st["values_info"]
         for _ in range(3):
             values, names = st["values"], st["names"]
-            rc = lib.dn_values(st["handle"], chop["generation"], values, len(values), names, len(names),
-                               ctypes.byref(info))
+            call = st["frame_calls"].get("dn_values")
+            if call is None:
+                call = _frame_call(st, "dn_values", "dn_values", ctypes.c_uint64(st["handle"]), ctypes.c_uint64(),
+                                   values, ctypes.c_size_t(len(values)), names, ctypes.c_size_t(len(names)),
+                                   ctypes.byref(info))
+            function, args = call
+            args[1].value = chop["generation"]
+            rc = function(*args)
             if rc != _ERR_BUFFER_TOO_SMALL:
                 break
             if info.count > len(values):
                 st["values"] = (ctypes.c_double * (2 * info.count))()
             if info.names_len + 1 > len(names):
                 st["names"] = ctypes.create_string_buffer(2 * info.names_len + 1)
+            st["frame_calls"].clear()
         _check(lib, rc)
         if info.names_len:
             chop["pairs"] = json.loads(st["names"].value.decode("utf-8"))
@@ -1082,14 +1123,22 @@ class DataNet:
         cursor = st["table_cursors"].get(key, 0)
         if st["handle"] is None or cursor == st["row_seq"]:
             return 0
-        lib, handle = st["lib"], st["handle"]
-        wanted = max(0, int(max_rows))
+        lib = st["lib"]
+        wanted = min(max(0, int(max_rows)), _U32_MAX)
         for _ in range(3):
             rows = st["rows"]
-            rc = lib.dn_rows(handle, cursor, wanted, rows.buffer, rows.size, rows.info_ref)
+            call = st["frame_calls"].get("dn_rows")
+            if call is None:
+                call = _frame_call(st, "dn_rows", "dn_rows", ctypes.c_uint64(st["handle"]), ctypes.c_uint64(),
+                                   ctypes.c_uint32(), rows.buffer, ctypes.c_size_t(rows.size), rows.info_ref)
+            function, args = call
+            args[1].value = cursor
+            args[2].value = wanted
+            rc = function(*args)
             if rc != _ERR_BUFFER_TOO_SMALL:
                 break
             st["rows"] = rows.grown()
+            st["frame_calls"].clear()
         if rc:
             _check(lib, rc)
         info = rows.info

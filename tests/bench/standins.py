@@ -297,20 +297,30 @@ class TimedProject(ThisProject):
 
     label = "this project, its frame's parts timed"
 
+    LIBRARY_PARTS = {"dn_poll": "dn_poll", "dn_rows": "  of which dn_rows", "dn_values": "  of which dn_values"}
+
     def start(self):
         import DataNet
         super().start()
-        lib = self.dn._state["lib"]
-        parts = [(lib, "dn_poll", "dn_poll"), (DataNet, "_messages", "pickle.loads"),
+        parts = [(DataNet, "_frame_call", None), (DataNet, "_messages", "pickle.loads"),
                  (DataNet.DataNet, "_dispatch_json", "the callbacks' dispatch"),
-                 (DataNet.DataNet, "update_table", "update_table"), (lib, "dn_rows", "  of which dn_rows"),
-                 (DataNet.DataNet, "update_chop", "update_chop"), (lib, "dn_values", "  of which dn_values")]
-        self.order = [part for _, _, part in parts]
+                 (DataNet.DataNet, "update_table", "update_table"), (DataNet.DataNet, "update_chop", "update_chop")]
+        self.order = ["dn_poll", "pickle.loads", "the callbacks' dispatch", "update_table", "  of which dn_rows",
+                      "update_chop", "  of which dn_values"]
         self.timings, self.measuring, self.restore = {}, False, []
         for owner, name, part in parts:
             original = getattr(owner, name)
-            setattr(owner, name, self.timed(part, original))
+            setattr(owner, name, self.timed_library(original) if part is None else self.timed(part, original))
             self.restore.append((owner, name, original))
+        self.dn._state["frame_calls"].clear()  # made again, timed
+
+    def timed_library(self, frame_call):
+        """DataNet's _frame_call, keeping the library function it makes timed."""
+        def timed_frame_call(st, key, name, *args):
+            function, args = frame_call(st, key, name, *args)
+            call = st["frame_calls"][key] = (self.timed(self.LIBRARY_PARTS[name], function), args)
+            return call
+        return timed_frame_call
 
     def timed(self, part, function):
         def timed_part(*args, **kwargs):

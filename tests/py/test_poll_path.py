@@ -136,27 +136,29 @@ def test_a_channel_without_callbacks_costs_python_nothing(gateway):
     assert td.values_changed()
 
 
+class Table:
+    """A Table DAT's calls that update_table makes, as a list of rows."""
+    path = "/t"
+
+    def __init__(self):
+        self.rows = []
+
+    @property
+    def numRows(self):
+        return len(self.rows)
+
+    def appendRow(self, row):
+        self.rows.append([str(c) for c in row])
+
+    def appendRows(self, rows):
+        self.rows.extend([str(c) for c in row] for row in rows)
+
+    def deleteRows(self, indices):
+        for i in indices:  # during the deletion: descending order is right
+            del self.rows[i]
+
+
 def test_update_table_is_bounded_by_max_rows_and_counts_what_it_did_not_show(gateway):
-    class Table:
-        path = "/t"
-
-        def __init__(self):
-            self.rows = []
-
-        @property
-        def numRows(self):
-            return len(self.rows)
-
-        def appendRow(self, row):
-            self.rows.append([str(c) for c in row])
-
-        def appendRows(self, rows):
-            self.rows.extend([str(c) for c in row] for row in rows)
-
-        def deleteRows(self, indices):
-            for i in indices:  # during the deletion: descending order is right
-                del self.rows[i]
-
     td = connected(gateway)
     rig = sensor_client(gateway)
     td.subscribe("project.demo.rows")
@@ -302,3 +304,55 @@ def test_filtered_chop_values_with_and_without_numpy(monkeypatch):
     monkeypatch.delitem(sys.modules, "numpy")
     assert DataNet._gather(values, 5, (4, 0, 2)) == [4.5, 0.5, 2.5]
     assert "numpy" not in sys.modules, "DataNet.py never imports numpy itself"
+
+
+def test_frame_calls_follow_their_buffers_handle_and_flags(gateway):
+    """The library calls a frame makes keep their arguments as C values between
+    calls: each must follow a buffer that grew, a new connection, a change of
+    record grouping and a per-call limit."""
+    import DataNet
+    channel = "project.demo.frames"
+    td = DataNet.DataNet("frames")
+    st = td._state
+    got, texts = [], []
+    rig = sensor_client(gateway)
+    table = Table()
+    big = {"text": "x" * 5000, "v": 1.5}
+    for attempt in ("first connection", "second connection"):
+        # Buffers far too small for what comes: each must grow.
+        st["poll"] = DataNet._CallBuffer(64, DataNet._PollInfo)
+        st["rows"] = DataNet._CallBuffer(64, DataNet._RowsInfo)
+        st["names"] = DataNet.ctypes.create_string_buffer(8)
+        st["values"] = (DataNet.ctypes.c_double * 0)()
+        td.connect(KEY, api_url=gateway.url, ws_url=gateway.ws_url, lib_path=library_path())
+        poll_until(td, td.is_connected, what="connected")
+        # One message per record while a subscribe_any wants each text, then
+        # grouped again: the poll of each grouping has met the small buffer.
+        td.subscribe_any(channel, lambda message: texts.append(message.text))
+        subscribed(td, channel, gateway)
+        texts.clear()
+        rig.publish(channel, {"v": 0})
+        poll_until(td, lambda: texts, what="one record, " + attempt)
+        td.unsubscribe(channel)
+        td.subscribe(channel, lambda ch, data, from_, ts: got.append(data))
+        subscribed(td, channel, gateway)
+        got.clear()
+        rig.publish(channel, big)
+        poll_until(td, lambda: got, what="the big message, " + attempt)
+        assert got == [big], attempt
+        assert td.update_table(table, max_rows=5) == 2
+        cell = table.rows[-1][1]  # long payloads end in "..." in a table
+        assert len(cell) > 4000 and json.dumps(big, separators=(",", ":")).startswith(cell[:-3]), cell[:40]
+        assert td.numeric_values() == [(channel, "v", 1.5)]
+        td.subscribe_any(channel, lambda message: texts.append(message.text))
+        texts.clear()
+        rig.publish(channel, {"v": 2})
+        rig.publish(channel, {"v": 3})
+        poll_until(td, lambda: td.status()["events_pending"] == 2 or len(texts) == 2, what="two more")
+        assert td.poll(max_events=1) <= 1
+        poll_until(td, lambda: len(texts) == 2, what="both, one record each")
+        assert [json.loads(t) for t in texts] == [{"v": 2}, {"v": 3}] and got[-2:] == [{"v": 2}, {"v": 3}]
+        assert td.numeric_values() == [(channel, "v", 3.0)]
+        td.unsubscribe(channel)
+        td.disconnect()
+    rig.disconnect()
