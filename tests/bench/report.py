@@ -1,5 +1,7 @@
 """Writes RESULTS.md from the figures run.py measured."""
 
+import statistics
+
 FRAME_BUDGET_US = 1e6 / 60
 
 
@@ -121,6 +123,18 @@ def standins_section(results):
                   "|---|---|---|"]
         for label, r in wake.items():
             lines.append("| %s | %.1f | %.1f |" % (label, r["warm_us"], r["after_sleep_us"]))
+    idle = results.get("idle_frame")
+    if idle:
+        lines += ["", "A frame with nothing arriving (connected, 10 channels subscribed with a callback each; "
+                  "median of %d frames, median of the %d runs, each run in brackets): most frames of a quiet show."
+                  % (240, len(next(iter(idle.values())))), "",
+                  "| design | back to back, µs | as a frame's first work, µs |", "|---|---|---|"]
+        for design, runs in idle.items():
+            warm = [r["warm_us"] for r in runs]
+            cold = [r["after_sleep_us"] for r in runs]
+            lines.append("| %s | %.1f (%s) | %.1f (%s) |" % (
+                DESIGN_LABELS.get(design, design), statistics.median(warm), ", ".join("%.1f" % v for v in warm),
+                statistics.median(cold), ", ".join("%.1f" % v for v in cold)))
     lines += parts_section(results.get("parts"))
     native = results.get("native_poll")
     if native:

@@ -288,6 +288,17 @@ def main():
             mode, rate, fmt(timed["median_us"]), ", ".join("%s %.1f us" % (part, r["median_us"])
                                                            for part, r in timed["parts"].items())), flush=True)
     results["wake_cost"] = standins.wake_cost(library())
+    results["idle_frame"] = {}
+    for _ in range(STANDIN_REPEATS):
+        for design in ("project", "seed", "sdk"):
+            reset_runtime()
+            with Gateway() as gw:
+                idle = standins.idle_frame_cost(design, gw.url, library(), channel_names(1_000, 10))
+            results["idle_frame"].setdefault(design, []).append(idle)
+    for design, runs in results["idle_frame"].items():
+        print("  idle frame, %s: %s us back to back, %s us as a frame's first work" % (
+            design, "/".join("%.1f" % r["warm_us"] for r in runs),
+            "/".join("%.1f" % r["after_sleep_us"] for r in runs)), flush=True)
     reset_runtime()
     with Gateway() as gw:
         results["native_poll"] = standins.native_poll_cost(gw.url, library())

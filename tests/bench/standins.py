@@ -466,6 +466,33 @@ def wake_cost(lib_path, frames=240):
     return result
 
 
+def idle_frame_cost(design, gateway_url, lib_path, channel_names, frames=240):
+    """A frame with nothing arriving: the client connected, its channels subscribed
+    with a callback each, its frame run back to back and as a frame's first work
+    after a sleep (as every frame of a quiet show is)."""
+    client = DESIGNS[design](gateway_url, lib_path, channel_names, "callbacks")
+    client.start()
+    deadline = time.monotonic() + 10
+    while not client.ready():
+        assert time.monotonic() < deadline, "%s never got ready" % design
+        time.sleep(0.01)
+    time.sleep(0.5)  # the acks and anything else of the start are through
+    warm, after_sleep = [], []
+    for _ in range(frames):
+        begin = time.perf_counter()
+        client.frame()
+        warm.append(time.perf_counter() - begin)
+    for _ in range(frames):
+        time.sleep(FRAME_S)
+        begin = time.perf_counter()
+        client.frame()
+        after_sleep.append(time.perf_counter() - begin)
+    received = client.counts()[0]
+    client.stop()
+    assert received == 0, "%s received %d messages in an idle run" % (design, received)
+    return {"warm_us": statistics.median(warm) * 1e6, "after_sleep_us": statistics.median(after_sleep) * 1e6}
+
+
 def native_poll_cost(gateway_url, lib_path, events=1000, rounds=3):
     """The library's own cost per event inside one dn_poll (no Python work): events
     queued first, then one call drains them all, for each record layout."""
