@@ -129,9 +129,9 @@ def standins_section(results):
                   "median of %d frames, median of the %d runs, each run in brackets): most frames of a quiet show."
                   % (240, len(next(iter(idle.values())))), "",
                   "| design | back to back, µs | as a frame's first work, µs |", "|---|---|---|"]
-        for design, runs in idle.items():
-            warm = [r["warm_us"] for r in runs]
-            cold = [r["after_sleep_us"] for r in runs]
+        for design, idle_runs in idle.items():
+            warm = [r["warm_us"] for r in idle_runs]
+            cold = [r["after_sleep_us"] for r in idle_runs]
             lines.append("| %s | %.1f (%s) | %.1f (%s) |" % (
                 DESIGN_LABELS.get(design, design), statistics.median(warm), ", ".join("%.1f" % v for v in warm),
                 statistics.median(cold), ", ".join("%.1f" % v for v in cold)))
