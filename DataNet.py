@@ -571,8 +571,8 @@ def _frame_call(st, key, name, *args):
     state's ``frame_calls``: ``args`` as C values, and a function object of its
     own without argtypes, so ctypes converts nothing per call. In a frame's first
     library call, after the thread did other work, that conversion cost ~20 µs
-    here, as much as the call (README, "The poll path"). ``frame_calls`` is
-    emptied whenever the handle or a buffer they point to changes."""
+    here, as much as the call (README: "A frame's library calls pass C values").
+    ``frame_calls`` is emptied whenever the handle or a buffer they point to changes."""
     # Indexing a library makes a new function object each time (ctypes docs,
     # "Loading shared libraries"): its argtypes stay unset, lib.<name>'s stay.
     function = st["lib"][name]
