@@ -63,6 +63,9 @@ def test_the_fake_passes_the_selftest_with_a_round_trip(td, lib_env):
     assert len(summary) == 1 and "0 FAIL" in summary[0], "the report goes to the textport too"
     rhythm = re.search(r"^Measured: onFrameStart every (\d+\.\d+) ms \(median of the (\d+) intervals", text, re.M)
     assert rhythm and float(rhythm.group(1)) > 0 and int(rhythm.group(2)) >= 60, text
+    quiet = re.search(r"^Measured: a poll with nothing arriving took (\d+) µs in onFrameStart \(median of 60 "
+                      r"frames\), 90% under (\d+) µs$", text, re.M)
+    assert quiet and 0 < int(quiet.group(1)) <= int(quiet.group(2)), text
     assert_cleaned_up(td)
     assert closed_at_the_gateway(lib_env), "no connection left open"
 
@@ -77,6 +80,16 @@ def test_the_frame_rhythm_line_counts_frames_that_came_early():
     assert line.startswith("Measured: onFrameStart every 16.70 ms (median of the 29 intervals"), line
     assert "longest 19.70 ms; 1 came over 2 ms early" in line, line
     assert "too few frames (3)" in selftest.frame_rhythm(starts[:3])
+
+
+def test_the_quiet_poll_line_reports_the_median_and_the_ninetieth_percentile():
+    spec = importlib.util.spec_from_file_location("selftest", SELFTEST)
+    selftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(selftest)
+    seconds = [n * 1e-6 for n in range(1, 101)]
+    assert selftest.quiet_polls(seconds) == (
+        "Measured: a poll with nothing arriving took 51 µs in onFrameStart (median of 100 frames), 90% under 90 µs")
+    assert "no quiet polls" in selftest.quiet_polls([])
 
 
 def test_the_report_tells_the_readings_of_the_build_it_ran_in(tmp_path, lib_env, monkeypatch):
