@@ -356,9 +356,9 @@ def quiet_polls(seconds):
     """A measurement, not a check: what one poll costs TD's main thread in a frame
     with nothing arriving, as most frames of a quiet show are. The library and
     DataNet.py do little then, but the frame's first call into them finds the
-    CPU's caches cold after TD's own work; on the development VM this was 65 µs
-    while back to back it is ~1 µs (README, Benchmarks). Reports from real TD tell
-    what it is there."""
+    CPU's caches cold after TD's own work (README, Benchmarks: the quiet frame,
+    measured on the development machine). Reports from real TD tell what it is
+    there."""
     if not seconds:
         return "Measured: no quiet polls (they are timed after a round trip that passed)"
     micros = sorted(s * 1e6 for s in seconds)

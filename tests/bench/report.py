@@ -127,7 +127,7 @@ def standins_section(results):
     if idle:
         lines += ["", "A frame with nothing arriving (connected, 10 channels subscribed with a callback each; "
                   "median of %d frames, median of the %d runs, each run in brackets): most frames of a quiet show."
-                  % (240, len(next(iter(idle.values())))), "",
+                  % (next(iter(idle.values()))[0].get("frames", 240), len(next(iter(idle.values())))), "",
                   "| design | back to back, µs | as a frame's first work, µs |", "|---|---|---|"]
         for design, idle_runs in idle.items():
             warm = [r["warm_us"] for r in idle_runs]

@@ -490,7 +490,8 @@ def idle_frame_cost(design, gateway_url, lib_path, channel_names, frames=240):
     received = client.counts()[0]
     client.stop()
     assert received == 0, "%s received %d messages in an idle run" % (design, received)
-    return {"warm_us": statistics.median(warm) * 1e6, "after_sleep_us": statistics.median(after_sleep) * 1e6}
+    return {"warm_us": statistics.median(warm) * 1e6, "after_sleep_us": statistics.median(after_sleep) * 1e6,
+            "frames": frames}
 
 
 def native_poll_cost(gateway_url, lib_path, events=1000, rounds=3):
