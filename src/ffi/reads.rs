@@ -62,7 +62,7 @@ pub unsafe extern "C" fn dn_poll(
             // The usual frame of a quiet show returns here, having touched little:
             // a host's first call in a frame finds its caches cold, and each
             // structure touched then costs (the benchmark's idle frame).
-            out_info.write(poll_info(&client, 0, 0, 0));
+            out_info.write(poll_info(&client, 0, 0, 0, 0));
             return Ok(());
         }
         let max = if max_events == 0 { client.config().max_events_per_poll } else { max_events as usize };
@@ -106,18 +106,18 @@ pub unsafe extern "C" fn dn_poll(
             if !bytes.is_empty() {
                 std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, bytes.len());
             }
-            out_info.write(poll_info(&client, bytes.len(), events, records));
+            out_info.write(poll_info(&client, bytes.len(), events, records, client.pending_events()));
             Ok(())
         })
     })
 }
 
-fn poll_info(client: &Client, len: usize, events: u32, records: u32) -> DnPollInfo {
+fn poll_info(client: &Client, len: usize, events: u32, records: u32, pending: usize) -> DnPollInfo {
     DnPollInfo {
         len: len as u64,
         events,
         records,
-        pending: client.pending_events() as u64,
+        pending: pending as u64,
         values_version: client.values_version(),
         row_seq: client.newest_row(),
     }
