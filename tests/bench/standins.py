@@ -369,17 +369,23 @@ class PaceFourProject(ThisProject):
 DESIGNS = {"project": ThisProject, "project-unpaced": UnpacedProject, "project-pace4": PaceFourProject, "seed": SeedDesign, "sdk": OfficialSdk, "project-timed": TimedProject}
 
 
-def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publishers, spin=False):
-    """Runs one design under a steady load; returns its frame costs and counts.
-    ``spin``: wait for the next frame in a busy loop instead of sleeping, so the
-    thread never idles and its caches stay warm (the optimistic bound; a sleeping
-    thread is the pessimistic one, see wake_cost)."""
+def started(design, gateway_url, lib, channel_names, mode):
+    """A design's client, started and ready (its subscriptions acknowledged)."""
     client = DESIGNS[design](gateway_url, lib, channel_names, mode)
     client.start()
     deadline = time.monotonic() + 10
     while not client.ready():
         assert time.monotonic() < deadline, "%s never got ready" % design
         time.sleep(0.01)
+    return client
+
+
+def measure(design, mode, rate, seconds, gateway_url, lib, channel_names, publishers, spin=False):
+    """Runs one design under a steady load; returns its frame costs and counts.
+    ``spin``: wait for the next frame in a busy loop instead of sleeping, so the
+    thread never idles and its caches stay warm (the optimistic bound; a sleeping
+    thread is the pessimistic one, see wake_cost)."""
+    client = started(design, gateway_url, lib, channel_names, mode)
     procs = publishers()
     costs = []
     cpu_start = time.process_time()
@@ -450,48 +456,36 @@ def wake_cost(lib_path, frames=240):
     work = {"a trivial library call (dn_abi_version)": lib.dn_abi_version,
             "1,000 additions in Python": lambda: sum(range(1000)),
             "pickle.loads of a frame's batch (17 messages of 8 fields)": lambda: pickle.loads(batch)}
-    result = {}
-    for label, fn in work.items():
-        warm, after_sleep = [], []
-        for _ in range(frames):
-            begin = time.perf_counter()
-            fn()
-            warm.append(time.perf_counter() - begin)
-        for _ in range(frames):
-            time.sleep(FRAME_S)
-            begin = time.perf_counter()
-            fn()
-            after_sleep.append(time.perf_counter() - begin)
-        result[label] = {"warm_us": statistics.median(warm) * 1e6, "after_sleep_us": statistics.median(after_sleep) * 1e6}
-    return result
+    return {label: warm_and_after_sleep(fn, frames) for label, fn in work.items()}
+
+
+def warm_and_after_sleep(fn, frames):
+    """Median µs of ``fn()`` run ``frames`` times back to back, then as the first
+    work after a frame's sleep."""
+    warm, after_sleep = [], []
+    for _ in range(frames):
+        begin = time.perf_counter()
+        fn()
+        warm.append(time.perf_counter() - begin)
+    for _ in range(frames):
+        time.sleep(FRAME_S)
+        begin = time.perf_counter()
+        fn()
+        after_sleep.append(time.perf_counter() - begin)
+    return {"warm_us": statistics.median(warm) * 1e6, "after_sleep_us": statistics.median(after_sleep) * 1e6}
 
 
 def idle_frame_cost(design, gateway_url, lib_path, channel_names, frames=240):
     """A frame with nothing arriving: the client connected, its channels subscribed
     with a callback each, its frame run back to back and as a frame's first work
     after a sleep (as every frame of a quiet show is)."""
-    client = DESIGNS[design](gateway_url, lib_path, channel_names, "callbacks")
-    client.start()
-    deadline = time.monotonic() + 10
-    while not client.ready():
-        assert time.monotonic() < deadline, "%s never got ready" % design
-        time.sleep(0.01)
+    client = started(design, gateway_url, lib_path, channel_names, "callbacks")
     time.sleep(0.5)  # the acks and anything else of the start are through
-    warm, after_sleep = [], []
-    for _ in range(frames):
-        begin = time.perf_counter()
-        client.frame()
-        warm.append(time.perf_counter() - begin)
-    for _ in range(frames):
-        time.sleep(FRAME_S)
-        begin = time.perf_counter()
-        client.frame()
-        after_sleep.append(time.perf_counter() - begin)
+    result = dict(warm_and_after_sleep(client.frame, frames), frames=frames)
     received = client.counts()[0]
     client.stop()
     assert received == 0, "%s received %d messages in an idle run" % (design, received)
-    return {"warm_us": statistics.median(warm) * 1e6, "after_sleep_us": statistics.median(after_sleep) * 1e6,
-            "frames": frames}
+    return result
 
 
 def native_poll_cost(gateway_url, lib_path, events=1000, rounds=3):
